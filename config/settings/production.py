@@ -1,0 +1,15 @@
+"""Production: refuses to start without its secrets and a real database."""
+from .base import *  # noqa: F401,F403
+from .base import env
+from .secrets import MissingSecret, require_secret
+
+DEBUG = False
+SECRET_KEY = require_secret("DJANGO_SECRET_KEY")
+PAYMENTS_MASTER_KEY = require_secret("PAYMENTS_MASTER_KEY")
+if not env.str("DATABASE_URL", default=""):
+    raise MissingSecret("DATABASE_URL is not set. Production refuses to fall back to SQLite.")
+
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

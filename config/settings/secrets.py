@@ -1,0 +1,62 @@
+"""Reading secrets from the environment, as the operations contract says.
+
+Every secret ``NAME`` may be given directly or as ``NAME_FILE`` (a path to a
+file holding it, the Docker/Kubernetes convention). Development settings may
+fall back to a value generated once into ``var/``; production never does.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+class MissingSecret(RuntimeError):
+    """A secret production cannot run without is not configured."""
+
+
+def read_secret(name: str) -> str | None:
+    """The secret ``name`` from the environment or ``NAME_FILE``, else None."""
+    value = os.environ.get(name)
+    if value:
+        return value.strip()
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip() or None
+        except OSError as exc:
+            raise MissingSecret(f"{name}_FILE={path} cannot be read: {exc.strerror}") from exc
+    return None
+
+
+def require_secret(name: str) -> str:
+    value = read_secret(name)
+    if not value:
+        raise MissingSecret(
+            f"{name} is not set. Production refuses to start without it: "
+            f"set {name} or {name}_FILE (see README, 'Settings')."
+        )
+    return value
+
+
+def dev_secret(name: str, var_dir: Path, nbytes: int = 32) -> str:
+    """The secret from the environment, or one generated once into var/.
+
+    Only for development: the file keeps dev data (fingerprints, sessions)
+    valid across restarts without anyone having to configure anything.
+    """
+    value = read_secret(name)
+    if value:
+        return value
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / f"{name.lower()}.secret"
+    if not path.exists():
+        # O_EXCL: two processes starting at once must not write two keys.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(nbytes))
+    return path.read_text().strip()

@@ -1,0 +1,235 @@
+"""The payment core's data: tokens, transactions, refunds, bans, card limits.
+
+Design overview
+---------------
+A **Token** is issued to one terminal for one payment type; it allows
+``try_count`` attempts (-1: unlimited) until ``expires_at``. Every attempt
+that passes the token checks uses a try (``tries_used``), approved or not.
+
+A **Transaction** is one payment attempt through any door (``door``). It
+carries the merchant (and terminal), the amount and currency, what may be
+kept of the card (keyed fingerprint, BIN, last four, brand) or the check
+number, and its ``status`` (see ``payments.states``: the fine-grained
+status and its RFC 3867 process state). Money moves as
+``authorized_amount >= captured_amount >= refunded_amount >= 0``.
+
+A **Refund** returns part of a captured transaction. Accepting a refund
+adds it to ``Transaction.refunded_amount`` at once (so concurrent refunds
+can never together exceed the captured amount); a refund that finally
+fails gives its amount back.
+
+A **Ban** names a card (by fingerprint), a BIN, a check or a PIN (by
+fingerprint). A **CardLimit** caps one payment per brand or contactless.
+
+Invariants, and where each is enforced
+--------------------------------------
+- One payment per token: partial unique index ``one_payment_per_token``
+  on transactions holding a token; services lock the token row first.
+- Unique token values: unique index on ``Token.value``.
+- ``tries_used <= try_count`` unless unlimited: check constraint.
+- ``0 <= refunded <= captured <= authorized``, amounts > 0: check
+  constraints; services lock the transaction row before changing them.
+- One ban per (kind, key): unique constraint.
+- One limit per (kind, currency): unique constraint.
+- No card number, PIN or CVV in any column: only fingerprints, BIN, last
+  four (``payments.cards.card_facts``).
+
+Every write goes through ``payments.services``.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from merchants.models import Merchant
+from terminals.models import Terminal
+
+from .states import (
+    PROCESS_STATE,
+    TOKEN_HOLDING_STATUSES,
+    BanKind,
+    CardBrand,
+    Door,
+    LimitKind,
+    PaymentMethod,
+    ProcessState,
+    RefundStatus,
+    TransactionStatus,
+)
+
+AMOUNT = {"max_digits": 12, "decimal_places": 2}
+
+
+class Token(models.Model):
+    value = models.CharField(max_length=64, unique=True, editable=False)
+    terminal = models.ForeignKey(Terminal, on_delete=models.PROTECT, related_name="tokens")
+    payment_type = models.CharField(max_length=16, choices=PaymentMethod.choices)
+    try_count = models.IntegerField(help_text="Attempts allowed; -1 is unlimited.")
+    tries_used = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["terminal", "-created_at"], name="token_terminal_created")]
+        constraints = [
+            models.CheckConstraint(condition=Q(try_count__gte=-1), name="token_try_count_domain"),
+            models.CheckConstraint(
+                condition=Q(try_count=-1) | Q(tries_used__lte=F("try_count")),
+                name="token_tries_within_count",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.value[:12]}… ({self.get_payment_type_display()})"
+
+    @property
+    def unlimited(self) -> bool:
+        return self.try_count == -1
+
+
+class Transaction(models.Model):
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="transactions")
+    terminal = models.ForeignKey(
+        Terminal, on_delete=models.PROTECT, related_name="transactions", null=True, blank=True
+    )
+    token = models.ForeignKey(Token, on_delete=models.PROTECT, related_name="transactions", null=True, blank=True)
+    door = models.CharField(max_length=16, choices=Door.choices)
+    method = models.CharField(max_length=16, choices=PaymentMethod.choices)
+    status = models.CharField(max_length=24, choices=TransactionStatus.choices, db_index=True)
+
+    amount = models.DecimalField(**AMOUNT)
+    currency = models.CharField(max_length=3)
+    authorized_amount = models.DecimalField(**AMOUNT, default=Decimal("0"))
+    captured_amount = models.DecimalField(**AMOUNT, default=Decimal("0"))
+    refunded_amount = models.DecimalField(**AMOUNT, default=Decimal("0"))
+
+    card_fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
+    card_bin = models.CharField("BIN", max_length=8, blank=True)
+    card_last4 = models.CharField("last four", max_length=4, blank=True, db_index=True)
+    card_brand = models.CharField(max_length=16, choices=CardBrand.choices, blank=True)
+    check_number = models.CharField(max_length=11, blank=True)
+
+    merchant_reference = models.CharField(
+        max_length=64, blank=True, help_text="The merchant's id of the payment (esipay cid, order id...)."
+    )
+    acquirer_reference = models.CharField(max_length=64, blank=True)
+    authorization_code = models.CharField(max_length=12, blank=True)
+    failure_code = models.CharField(max_length=32, blank=True)
+    failure_message = models.CharField(max_length=255, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["merchant", "-created_at"], name="txn_merchant_created"),
+            models.Index(fields=["terminal", "-created_at"], name="txn_terminal_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["token"],
+                condition=Q(status__in=TOKEN_HOLDING_STATUSES),
+                name="one_payment_per_token",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="txn_amount_positive"),
+            models.CheckConstraint(condition=Q(refunded_amount__gte=0), name="txn_refunded_not_negative"),
+            models.CheckConstraint(
+                condition=Q(captured_amount__lte=F("authorized_amount")), name="txn_captured_within_authorized"
+            ),
+            models.CheckConstraint(
+                condition=Q(refunded_amount__lte=F("captured_amount")), name="txn_refunded_within_captured"
+            ),
+            models.CheckConstraint(
+                condition=Q(authorized_amount__lte=F("amount")), name="txn_authorized_within_amount"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.amount} {self.currency} {self.status}"
+
+    @property
+    def process_state(self) -> ProcessState:
+        return PROCESS_STATE[self.status]
+
+    @property
+    def refundable_amount(self) -> Decimal:
+        return self.captured_amount - self.refunded_amount
+
+    @property
+    def masked_card(self) -> str:
+        if not self.card_last4:
+            return ""
+        return f"{self.card_bin}{'*' * 6}{self.card_last4}"
+
+
+class Refund(models.Model):
+    transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(**AMOUNT)
+    status = models.CharField(max_length=16, choices=RefundStatus.choices, default=RefundStatus.PENDING)
+    reference = models.CharField(max_length=64, blank=True, help_text="The merchant's id of the refund.")
+    acquirer_reference = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            models.UniqueConstraint(
+                fields=["transaction", "reference"], condition=~Q(reference=""), name="refund_reference_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"refund {self.amount} of #{self.transaction_id} ({self.status})"
+
+
+class Ban(models.Model):
+    kind = models.CharField(max_length=8, choices=BanKind.choices)
+    # Lookup key: keyed fingerprint for cards and PINs, the value itself for BINs and checks.
+    key = models.CharField(max_length=64, editable=False)
+    card_bin = models.CharField("BIN", max_length=8, blank=True, editable=False)
+    card_last4 = models.CharField("last four", max_length=4, blank=True, editable=False)
+    reason = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "key"]
+        constraints = [models.UniqueConstraint(fields=["kind", "key"], name="ban_unique_kind_key")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.display_value}"
+
+    @property
+    def display_value(self) -> str:
+        if self.kind == BanKind.CARD:
+            return f"{self.card_bin}******{self.card_last4}"
+        if self.kind == BanKind.PIN:
+            return "****"
+        return self.key
+
+
+class CardLimit(models.Model):
+    kind = models.CharField(max_length=16, choices=LimitKind.choices)
+    currency = models.CharField(max_length=3, default="EUR")
+    max_amount = models.DecimalField(**AMOUNT)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "currency"], name="card_limit_unique_kind_currency"),
+            models.CheckConstraint(condition=Q(max_amount__gt=0), name="card_limit_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.max_amount} {self.currency}"

@@ -1,0 +1,94 @@
+"""One terminal request's database work: a synchronous function per request.
+
+The listener runs these in its database threads (``sync_to_async``); each
+calls the payment services (which own the transactions) and turns the
+outcome into the contract's response body. No sockets here.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import connections
+
+from payments import cards, services
+from payments.errors import NotAuthorized, PaymentError
+
+from . import protocol
+from .services import TerminalIdentity, terminal_authenticate, terminal_identify_by_address, terminal_touch
+
+logger = logging.getLogger(__name__)
+
+
+def _connection_ready() -> None:
+    """Drop this thread's connection if it broke or aged out, so the next query reconnects.
+
+    Cheaper than Django's per-request health check: a listener thread runs
+    thousands of requests a second on one persistent connection.
+    """
+    conn = connections["default"]
+    if conn.connection is not None and (conn.errors_occurred or (conn.close_at and conn.close_at <= _now())):
+        conn.close_if_unusable_or_obsolete()
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def authenticate(terminal_id: str, secret: str, peer_ip: str) -> TerminalIdentity | None:
+    _connection_ready()
+    try:
+        return terminal_authenticate(terminal_id=terminal_id, secret=secret, peer_ip=peer_ip)
+    except NotAuthorized:
+        return None
+
+
+def identify(peer_ip: str) -> TerminalIdentity | None:
+    _connection_ready()
+    return terminal_identify_by_address(peer_ip=peer_ip)
+
+
+def execute(identity: TerminalIdentity, command: protocol.TokenCommand | protocol.PaymentCommand) -> dict[str, Any]:
+    """Run a checked command for an identified terminal; the response body."""
+    _connection_ready()
+    try:
+        terminal_touch(pk=identity.pk)
+        if isinstance(command, protocol.TokenCommand):
+            token = services.token_issue(
+                terminal_pk=identity.pk, payment_type=command.payment_type, try_count=command.try_count
+            )
+            return protocol.token_body(
+                value=token.value,
+                payment_type=token.payment_type,
+                created=token.created_at,
+                expire=token.expires_at,
+                try_count=token.try_count,
+            )
+        txn = services.payment_sale_with_token(
+            terminal_pk=identity.pk,
+            token=command.token,
+            method=command.method,
+            amount=command.amount,
+            card_type=command.card_type,
+            card_number=command.card_number,
+            pin=command.pin,
+            check_number=command.check_number,
+        )
+        return protocol.payment_body(
+            token=command.token,
+            method=command.method,
+            transaction=txn.pk,
+            amount=txn.amount,
+            card_type=command.card_type,
+            masked_card=cards.mask_pan(command.card_number) if command.card_number else "",
+            check_number=txn.check_number,
+        )
+    except PaymentError as exc:
+        return protocol.error_for(exc)
+    except Exception:
+        # Never let one request take the connection (or the listener) down;
+        # the message carries no request data, so no card data reaches the log.
+        logger.exception("terminal request failed terminal=%s", identity.terminal_id)
+        return protocol.error_body(111, "Declined internal error")
