@@ -6,13 +6,18 @@ number is stored as fingerprint + BIN + last four, never in clear.
 """
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin
 from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+from django.utils.html import format_html
 
 from . import services
 from .models import Ban, CardLimit, Refund, Token, Transaction
-from .states import PROCESS_STATE, TOKEN_HOLDING_STATUSES, ProcessState, statuses_in
+from .money import CURRENCIES
+from .states import PROCESS_STATE, TOKEN_HOLDING_STATUSES, BanKind, ProcessState, statuses_in
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -54,9 +59,10 @@ class RefundInline(admin.TabularInline):
 
 @admin.register(Transaction)
 class TransactionAdmin(ReadOnlyAdmin):
+    # Few, short columns: the list must fit a laptop screen beside its filters.
     list_display = [
-        "id", "created_at", "merchant", "terminal", "door", "method", "amount", "currency",
-        "card_display", "status", "process_state_display", "failure_code",
+        "id", "created_display", "merchant", "terminal_display", "channel_display", "amount_display",
+        "card_display", "process_state_display",
     ]
     list_filter = [ProcessStateFilter, "status", "door", "method", "card_brand", "merchant", "terminal", "created_at"]
     search_fields = ["=id", "=card_last4", "=card_bin", "merchant__name", "terminal__terminal_id",
@@ -66,14 +72,46 @@ class TransactionAdmin(ReadOnlyAdmin):
     list_select_related = ["merchant", "terminal"]
     inlines = [RefundInline]
     show_full_result_count = False
+    # The detail page shows what people may see: the masked card, never the
+    # keyed fingerprint (a lookup key for bans and limits, not for people).
+    fieldsets = [
+        (None, {"fields": ["merchant", "terminal", "door", "method", "token", "created_at", "updated_at"]}),
+        ("State", {"fields": ["status", "process_state_display", "failure_code", "failure_message"]}),
+        ("Money", {"fields": ["amount", "currency", "authorized_amount", "captured_amount", "refunded_amount"]}),
+        ("Card or check", {"fields": ["card_display", "card_brand", "check_number"]}),
+        ("References", {"fields": ["merchant_reference", "acquirer_reference", "authorization_code"]}),
+    ]
+    readonly_fields = ["created_at", "updated_at", "process_state_display", "card_display"]
 
     @admin.display(description="card / check")
     def card_display(self, obj: Transaction) -> str:
         return obj.masked_card or obj.check_number
 
-    @admin.display(description="process state")
+    @admin.display(description="process state", ordering="status")
     def process_state_display(self, obj: Transaction) -> str:
-        return PROCESS_STATE[obj.status].value
+        """The RFC 3867 process state, with the gateway's status (and failure code) under it."""
+        state = PROCESS_STATE[obj.status].value
+        detail = obj.get_status_display() + (f": {obj.failure_code}" if obj.failure_code else "")
+        return format_html(
+            '<span class="process-state process-state-{}">{}</span><br><small class="status">{}</small>',
+            state, state, detail,
+        )
+
+    @admin.display(description="created", ordering="created_at")
+    def created_display(self, obj: Transaction) -> str:
+        return timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="terminal", ordering="terminal__terminal_id")
+    def terminal_display(self, obj: Transaction) -> str:
+        return obj.terminal.terminal_id if obj.terminal else ""
+
+    @admin.display(description="door / method", ordering="door")
+    def channel_display(self, obj: Transaction) -> str:
+        return format_html("{}<br><small>{}</small>", obj.get_door_display(), obj.method)
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj: Transaction) -> str:
+        return f"{obj.amount} {obj.currency}"
 
 
 class TokenStateFilter(admin.SimpleListFilter):
@@ -113,9 +151,21 @@ class TokenAdmin(ReadOnlyAdmin):
         return bool(getattr(obj, "used", False))
 
 
+class NoEchoTextInput(forms.TextInput):
+    """A text input that never writes its value back into the page.
+
+    A card number typed into the ban form must not come back in clear when
+    the form is shown again with an error (PCI DSS 3.3: at most 6 + 4).
+    """
+
+    def format_value(self, value):  # type: ignore[no-untyped-def]
+        return None
+
+
 class BanForm(forms.ModelForm):
     value = forms.CharField(
         max_length=32,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "size": 24}),
         help_text="Card: the full number (only its fingerprint, BIN and last four are kept). "
         "BIN: 6 to 8 digits. Check: 11 letters or digits. PIN: 4 digits (kept as a fingerprint).",
     )
@@ -124,14 +174,23 @@ class BanForm(forms.ModelForm):
         model = Ban
         fields = ["kind", "value", "reason"]
 
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        if self.is_bound and self.data.get("kind") in (BanKind.CARD, BanKind.PIN):
+            self.fields["value"].widget = NoEchoTextInput(attrs=self.fields["value"].widget.attrs)
+
     def clean(self):  # type: ignore[no-untyped-def]
         cleaned = super().clean()
         kind, value = cleaned.get("kind"), cleaned.get("value")
         if kind and value:
             try:
-                services._ban_fields(kind, value)
+                fields = services._ban_fields(kind, value)
             except services.BanValueError as exc:
-                self.add_error("value", str(exc))
+                self.add_error("value", f"Not a valid value: {exc}.")
+            else:
+                existing = Ban.objects.filter(kind=kind, key=fields["key"]).first()
+                if existing is not None:
+                    self.add_error("value", f"Already on the ban list: {existing}.")
         return cleaned
 
 
@@ -173,8 +232,28 @@ class BanAdmin(admin.ModelAdmin):
 
 @admin.register(CardLimit)
 class CardLimitAdmin(admin.ModelAdmin):
+    """Per-payment limits: one per card type (VISA, MASTER, ELECTRON) and one
+    for contactless payments, per currency. A payment above the limit of its
+    brand (or above the contactless limit) is refused with LimitExceeded."""
+
     list_display = ["kind", "currency", "max_amount", "updated_at"]
     list_editable = ["max_amount"]
-    list_filter = ["currency"]
+    list_filter = ["kind", "currency"]
+    fields = ["kind", "currency", "max_amount"]
+
+    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+        # What a limit applies to is its identity: change the amount, or add another limit.
+        return ["kind", "currency"] if obj else []
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):  # type: ignore[no-untyped-def]
+        if db_field.name == "currency":
+            return forms.ChoiceField(
+                choices=[(code, code) for code in CURRENCIES], initial="EUR",
+                help_text="ISO 4217 currency of the payments the limit applies to.",
+            )
+        if db_field.name == "max_amount":
+            # The database refuses zero and negative limits; say so in the form, not with an error page.
+            kwargs["min_value"] = Decimal("0.01")
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 

@@ -15,6 +15,7 @@ from .states import CardBrand
 _DIGITS = re.compile(r"[0-9]+\Z")
 _CHECK = re.compile(r"[A-Za-z0-9]{11}\Z")
 _PIN = re.compile(r"[0-9]{4}\Z")
+_ASCII_DIGITS = frozenset("0123456789")
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,13 @@ def mask_untrusted(raw: object) -> str:
     the value is long enough that this reveals no more than PCI allows.
     """
     text = raw if isinstance(raw, str) else str(raw)
-    text = text[:32]
     if len(text) <= 10:
         return "*" * len(text)
-    head = "".join(c if c.isdigit() else "*" for c in text[:6])
-    tail = "".join(c if c.isdigit() else "*" for c in text[-4:])
-    return head + "*" * (len(text) - 10) + tail
+    # The tail is the value's own last 4 (not those of a truncated copy, which
+    # would be digits from the middle); only the echo's length is capped.
+    head = "".join(c if c in _ASCII_DIGITS else "*" for c in text[:6])
+    tail = "".join(c if c in _ASCII_DIGITS else "*" for c in text[-4:])
+    return head + "*" * (min(len(text), 32) - 10) + tail
 
 
 def card_validate(raw: object, policy: PanPolicy) -> str:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 from .errors import InvalidAmount
 
@@ -25,6 +25,8 @@ CURRENCIES: dict[str, tuple[int, int]] = {
 
 CENT = Decimal("0.01")
 MAX_INTEGER_DIGITS = 10
+# Enough precision for any amount we accept (10 integer digits + 2 decimals).
+_EXACT = Context(prec=MAX_INTEGER_DIGITS + 2 + 1)
 _PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?\Z")
 
 
@@ -51,14 +53,14 @@ def parse_amount(raw: object, *, allow_json_number: bool = True) -> Decimal:
         raise InvalidAmount()
     if not value.is_finite() or value <= 0:
         raise InvalidAmount()
-    normalized = value.normalize()
-    exponent = normalized.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if -exponent > 2:
-        raise InvalidAmount()
     if value.adjusted() + 1 > MAX_INTEGER_DIGITS:
         raise InvalidAmount()
-    return value.quantize(CENT)
+    # Exact, whatever the input's length: normalize() and the default context
+    # round to 28 digits, which let "1.0000000000000000000000000000001" pass.
+    cents = value.quantize(CENT, context=_EXACT)
+    if cents != value:
+        raise InvalidAmount()
+    return cents
 
 
 def validate_currency(code: str) -> str:

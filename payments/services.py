@@ -21,19 +21,21 @@ same screening so a payment obeys the same rules whatever door it used.
 from __future__ import annotations
 
 import csv
+import enum
 import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 from django.db import transaction as db_transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 
+from merchants.models import Merchant
 from terminals.models import Terminal
 
 from . import cards
@@ -74,56 +76,114 @@ logger = logging.getLogger(__name__)
 # --- Tokens ---------------------------------------------------------------------
 
 
+# Terminals are the hottest path of the product: its statements are written in
+# SQL here, next to the rules they encode, because compiling them with the ORM
+# cost ~85% of the listener's CPU (bench/payment_cost.py). Values are always
+# parameters; table names come from the models. Valid on PostgreSQL and SQLite.
+_TOKEN = Token._meta.db_table
+_TXN = Transaction._meta.db_table
+_BAN = Ban._meta.db_table
+_LIMIT = CardLimit._meta.db_table
+_TERMINAL = Terminal._meta.db_table
+_MERCHANT = Merchant._meta.db_table
+_ACTIVE_TERMINAL = (
+    f"SELECT {{col}} FROM {_TERMINAL} t JOIN {_MERCHANT} m ON m.id = t.merchant_id "
+    f"WHERE t.id = {{terminal}} AND t.is_active AND m.is_active"
+)
+_HOLDING = ", ".join(f"'{status}'" for status in TOKEN_HOLDING_STATUSES)
+
+# A token for an active terminal of an active merchant, or no row.
+_SQL_TOKEN_ISSUE = (
+    f"INSERT INTO {_TOKEN} (value, terminal_id, payment_type, try_count, tries_used, created_at, expires_at) "
+    f"{_ACTIVE_TERMINAL.format(col='%s, t.id, %s, %s, 0, %s, %s', terminal='%s')} RETURNING id"
+)
+
+# Use one try of a token, if every token rule allows it: this terminal's, of
+# this payment type, not expired, tries left, not held by a payment, terminal
+# and merchant active. The UPDATE takes the row lock that makes two payments
+# with one token take turns. No row: _token_refusal says which rule failed.
+_SQL_TOKEN_CLAIM = (
+    f"UPDATE {_TOKEN} SET tries_used = tries_used + 1 "
+    f"WHERE value = %s AND terminal_id = %s AND payment_type = %s AND expires_at > %s "
+    f"AND (try_count = -1 OR tries_used < try_count) "
+    f"AND NOT EXISTS (SELECT 1 FROM {_TXN} x WHERE x.token_id = {_TOKEN}.id AND x.status IN ({_HOLDING})) "
+    f"AND EXISTS ({_ACTIVE_TERMINAL.format(col='1', terminal=_TOKEN + '.terminal_id')}) "
+    f"RETURNING id, ({_ACTIVE_TERMINAL.format(col='m.id', terminal=_TOKEN + '.terminal_id')}), "
+    f"({_ACTIVE_TERMINAL.format(col='m.currency', terminal=_TOKEN + '.terminal_id')})"
+)
+
+# Is the token held by a payment? Asked again once the lock is held: in
+# PostgreSQL's READ COMMITTED, the claim's NOT EXISTS may have been evaluated
+# on the snapshot taken before waiting for the lock, missing the payment of the
+# transaction that held it.
+_SQL_TOKEN_HELD = f"SELECT 1 FROM {_TXN} WHERE token_id = %s AND status IN ({_HOLDING})"
+
+
+def _adapt_time(moment: datetime) -> object:
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
 def token_issue(*, terminal_pk: int, payment_type: PaymentMethod, try_count: int = 3) -> Token:
-    """A fresh single-payment token for an active terminal."""
+    """A fresh single-payment token for an active terminal (one INSERT)."""
     if not isinstance(try_count, int) or isinstance(try_count, bool) or try_count < -1:
         raise InvalidRequest("try_count must be an integer >= -1")
-    if not Terminal.objects.filter(pk=terminal_pk, is_active=True, merchant__is_active=True).exists():
-        raise NotAuthorized("Terminal not authorized")
     now = timezone.now()
-    return Token.objects.create(
+    token = Token(
         value=secrets.token_hex(32),
         terminal_id=terminal_pk,
         payment_type=payment_type,
         try_count=try_count,
+        tries_used=0,
         created_at=now,
         expires_at=now + timedelta(seconds=settings.TERMINAL_TOKEN_TTL_SECONDS),
     )
-
-
-def _token_lock_for_attempt(*, terminal_pk: int, value: object, method: PaymentMethod) -> Token:
-    """Lock the token row and use one of its tries, or raise 107/108 (or 110).
-
-    Must run inside a transaction: the row lock is what makes two payments
-    racing on one token take turns (the partial unique index on transactions
-    is the backstop).
-    """
-    token = None
-    if isinstance(value, str) and len(value) == 64:
-        token = (
-            Token.objects.select_for_update(of=("self",))
-            .select_related("terminal__merchant")
-            .annotate(
-                held=Exists(
-                    Transaction.objects.filter(token=OuterRef("pk"), status__in=TOKEN_HOLDING_STATUSES)
-                )
-            )
-            .filter(value=value)
-            .first()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SQL_TOKEN_ISSUE,
+            [token.value, str(payment_type), try_count, _adapt_time(now), _adapt_time(token.expires_at), terminal_pk],
         )
-    if token is None or token.terminal_id != terminal_pk:
-        if not Terminal.objects.filter(pk=terminal_pk, is_active=True, merchant__is_active=True).exists():
-            raise NotAuthorized("Terminal not authorized")
-        raise TokenInvalid()
-    if not (token.terminal.is_active and token.terminal.merchant.is_active):
+        row = cursor.fetchone()
+    if row is None:
         raise NotAuthorized("Terminal not authorized")
-    if token.expires_at <= timezone.now() or token.payment_type != method or token.held:
-        raise TokenInvalid()
-    if not token.unlimited and token.tries_used >= token.try_count:
-        raise TokenTriesExhausted()
-    token.tries_used += 1
-    token.save(update_fields=["tries_used"])
+    token.pk = row[0]
     return token
+
+
+@dataclass(frozen=True)
+class ClaimedToken:
+    pk: int
+    merchant_pk: int
+    currency: str
+
+
+def _token_claim_try(*, terminal_pk: int, value: object, method: PaymentMethod) -> ClaimedToken:
+    """Use one try of the token, or raise 107/108 (or 110). Inside a transaction."""
+    row = None
+    if isinstance(value, str) and len(value) == 64:
+        with connection.cursor() as cursor:
+            cursor.execute(_SQL_TOKEN_CLAIM, [value, terminal_pk, str(method), _adapt_time(timezone.now())])
+            row = cursor.fetchone()
+    if row is None:
+        raise _token_refusal(terminal_pk=terminal_pk, value=value, method=method)
+    return ClaimedToken(pk=row[0], merchant_pk=row[1], currency=row[2])
+
+
+def _token_refusal(*, terminal_pk: int, value: object, method: PaymentMethod) -> PaymentError:
+    """Which token rule refused the claim, in the contract's order (110, 107, 108)."""
+    if not Terminal.objects.filter(pk=terminal_pk, is_active=True, merchant__is_active=True).exists():
+        return NotAuthorized("Terminal not authorized")
+    token = Token.objects.filter(value=value, terminal_id=terminal_pk).first() if isinstance(value, str) else None
+    if token is None or token.expires_at <= timezone.now() or token.payment_type != method or _token_held(token.pk):
+        return TokenInvalid()
+    if not token.unlimited and token.tries_used >= token.try_count:
+        return TokenTriesExhausted()
+    return TokenInvalid()  # changed between the claim and this look: treat as used
+
+
+def _token_held(token_pk: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_TOKEN_HELD, [token_pk])
+        return cursor.fetchone() is not None
 
 
 # --- Screening: the gateway's own rules, before the acquirer ------------------------
@@ -137,28 +197,73 @@ class ScreenedCard:
     amount: Decimal
 
 
-def _banned_kinds(*, pan: str = "", pin: str = "", check: str = "") -> set[str]:
-    """Which ban lists the card (or its BIN), PIN or check is on: one query."""
-    condition = Q()
+@dataclass(frozen=True)
+class RuleFacts:
+    """What the database says about one payment: bans hit, limits, token held."""
+
+    banned: frozenset[str]
+    limits: dict[str, Decimal]
+    token_held: bool
+
+
+def _rule_facts(
+    *, pan: str = "", pin: str = "", check: str = "", limit_kinds: list[str] | None = None,
+    currency: str = "", token_pk: int | None = None,
+) -> RuleFacts:
+    """Bans (card, BIN, PIN, check), the applicable limits and whether the token
+    is held, in one round trip."""
+    parts: list[str] = []
+    params: list[object] = []
+    if token_pk is not None:
+        parts.append(f"SELECT 'held', '', CAST(NULL AS NUMERIC) WHERE EXISTS ({_SQL_TOKEN_HELD})")
+        params.append(token_pk)
+    conditions: list[str] = []
     if pan:
-        condition |= Q(kind=BanKind.CARD, key=cards.card_facts(pan).fingerprint)
-        condition |= Q(kind=BanKind.BIN, key__in=cards.bin_prefixes(pan))
+        prefixes = cards.bin_prefixes(pan)
+        conditions.append("(kind = %s AND key = %s)")
+        params += [BanKind.CARD.value, cards.card_facts(pan).fingerprint]
+        conditions.append(f"(kind = %s AND key IN ({', '.join(['%s'] * len(prefixes))}))")
+        params += [BanKind.BIN.value, *prefixes]
     if pin:
-        condition |= Q(kind=BanKind.PIN, key=cards.pin_fingerprint(pin))
+        conditions.append("(kind = %s AND key = %s)")
+        params += [BanKind.PIN.value, cards.pin_fingerprint(pin)]
     if check:
-        condition |= Q(kind=BanKind.CHECK, key=check)
-    if not condition:
-        return set()
-    return set(Ban.objects.filter(condition).values_list("kind", flat=True))
+        conditions.append("(kind = %s AND key = %s)")
+        params += [BanKind.CHECK.value, check]
+    if conditions:
+        parts.append(f"SELECT 'ban', kind, CAST(NULL AS NUMERIC) FROM {_BAN} WHERE {' OR '.join(conditions)}")
+    if limit_kinds:
+        parts.append(
+            f"SELECT 'limit', kind, max_amount FROM {_LIMIT} "
+            f"WHERE currency = %s AND kind IN ({', '.join(['%s'] * len(limit_kinds))})"
+        )
+        params += [currency, *limit_kinds]
+    banned: set[str] = set()
+    limits: dict[str, Decimal] = {}
+    held = False
+    if parts:
+        with connection.cursor() as cursor:
+            cursor.execute(" UNION ALL ".join(parts), params)
+            for what, kind, amount in cursor.fetchall():
+                if what == "held":
+                    held = True
+                elif what == "ban":
+                    banned.add(kind)
+                else:
+                    # SQLite hands numerics back as float or int: go through str.
+                    limits[kind] = Decimal(str(amount)).quantize(Decimal("0.01"))
+    return RuleFacts(banned=frozenset(banned), limits=limits, token_held=held)
 
 
-def _enforce_limits(*, amount: Decimal, currency: str, brand: str, contactless: bool) -> None:
-    kinds = [LimitKind.CONTACTLESS] if contactless else []
+def _limit_kinds(*, brand: str, contactless: bool) -> list[str]:
+    kinds = [LimitKind.CONTACTLESS.value] if contactless else []
     if brand:
-        kinds.append(brand)
-    if not kinds:
-        return
-    limits = dict(CardLimit.objects.filter(kind__in=kinds, currency=currency).values_list("kind", "max_amount"))
+        kinds.append(str(brand))
+    return kinds
+
+
+def _enforce_limits(*, amount: Decimal, limits: dict[str, Decimal], brand: str, contactless: bool) -> None:
+    """The contactless limit, then the brand's: a payment must be within both."""
     contactless_limit = limits.get(LimitKind.CONTACTLESS) if contactless else None
     if contactless_limit is not None and amount > contactless_limit:
         raise LimitExceeded(contactless_limit, contactless=True)
@@ -177,9 +282,18 @@ def _screen_card(
     pin: object = None,
     require_pin: bool = False,
     contactless: bool = False,
+    token_pk: int | None = None,
 ) -> ScreenedCard:
-    """Number format (104) → ban (101) → PIN (103) → amount (109) → limit (106)."""
-    pan = cards.card_validate(card_number, policy)
+    """Number format (104) → ban (101) → PIN (103) → amount (109) → limit (106).
+
+    With ``token_pk``, a token found held by a payment is 107 before all of them.
+    """
+    try:
+        pan = cards.card_validate(card_number, policy)
+    except PaymentError:
+        if token_pk is not None and _token_held(token_pk):
+            raise TokenInvalid() from None
+        raise
     pin_ok = ""
     pin_error = False
     if require_pin:
@@ -187,21 +301,34 @@ def _screen_card(
             pin_ok = cards.pin_validate(pin)
         except InvalidPin:
             pin_error = True
-    banned = _banned_kinds(pan=pan, pin=pin_ok)
-    if BanKind.CARD in banned or BanKind.BIN in banned:
+    brand = brand or cards.card_brand(pan)
+    facts = _rule_facts(
+        pan=pan, pin=pin_ok, limit_kinds=_limit_kinds(brand=brand, contactless=contactless),
+        currency=currency, token_pk=token_pk,
+    )
+    if facts.token_held:
+        raise TokenInvalid()
+    if BanKind.CARD in facts.banned or BanKind.BIN in facts.banned:
         raise CardBanned()
-    if pin_error or BanKind.PIN in banned:
+    if pin_error or BanKind.PIN in facts.banned:
         raise InvalidPin()
     value = parse_amount(amount)
-    brand = brand or cards.card_brand(pan)
-    _enforce_limits(amount=value, currency=currency, brand=brand, contactless=contactless)
+    _enforce_limits(amount=value, limits=facts.limits, brand=brand, contactless=contactless)
     return ScreenedCard(pan=pan, facts=cards.card_facts(pan), brand=brand, amount=value)
 
 
-def _screen_check(*, check_number: object, amount: object) -> tuple[str, Decimal]:
-    """Number format (105) → ban (102) → amount (109)."""
-    check = cards.check_validate(check_number)
-    if BanKind.CHECK in _banned_kinds(check=check):
+def _screen_check(*, check_number: object, amount: object, token_pk: int | None = None) -> tuple[str, Decimal]:
+    """Number format (105) → ban (102) → amount (109); a held token is 107 first."""
+    try:
+        check = cards.check_validate(check_number)
+    except PaymentError:
+        if token_pk is not None and _token_held(token_pk):
+            raise TokenInvalid() from None
+        raise
+    facts = _rule_facts(check=check, token_pk=token_pk)
+    if facts.token_held:
+        raise TokenInvalid()
+    if BanKind.CHECK in facts.banned:
         raise CheckBanned()
     return check, parse_amount(amount)
 
@@ -235,42 +362,75 @@ def payment_sale_with_token(
     """
     failure: PaymentError | None = None
     pan = ""
-    with db_transaction.atomic():
-        locked = _token_lock_for_attempt(terminal_pk=terminal_pk, value=token, method=method)
-        merchant = locked.terminal.merchant
-        txn = Transaction(
-            merchant=merchant,
-            terminal_id=terminal_pk,
-            token=locked,
-            door=Door.TERMINAL,
-            method=method,
-            currency=merchant.currency,
-        )
-        try:
-            if method == PaymentMethod.CHECK:
-                txn.check_number, txn.amount = _screen_check(check_number=check_number, amount=amount)
-            else:
-                screened = _screen_card(
-                    card_number=card_number,
-                    policy=cards.TERMINAL_PAN,
-                    amount=amount,
-                    currency=merchant.currency,
-                    brand=card_type,
-                    pin=pin,
-                    require_pin=method == PaymentMethod.CARD,
-                    contactless=method == PaymentMethod.CONTACTLESS,
-                )
-                pan = screened.pan
-                _fill_card(txn, screened)
-                txn.amount = screened.amount
-            txn.status = TransactionStatus.PROCESSING
-            txn.save()
-        except PaymentError as exc:
-            failure = exc
-            _record_declined(txn, exc, amount=amount, card_number=card_number)
+    try:
+        with db_transaction.atomic():
+            claimed = _token_claim_try(terminal_pk=terminal_pk, value=token, method=method)
+            txn = Transaction(
+                merchant_id=claimed.merchant_pk,
+                terminal_id=terminal_pk,
+                token_id=claimed.pk,
+                door=Door.TERMINAL,
+                method=method,
+                currency=claimed.currency,
+            )
+            try:
+                if method == PaymentMethod.CHECK:
+                    txn.check_number, txn.amount = _screen_check(
+                        check_number=check_number, amount=amount, token_pk=claimed.pk
+                    )
+                else:
+                    screened = _screen_card(
+                        card_number=card_number,
+                        policy=cards.TERMINAL_PAN,
+                        amount=amount,
+                        currency=claimed.currency,
+                        brand=card_type,
+                        pin=pin,
+                        require_pin=method == PaymentMethod.CARD,
+                        contactless=method == PaymentMethod.CONTACTLESS,
+                        token_pk=claimed.pk,
+                    )
+                    pan = screened.pan
+                    _fill_card(txn, screened)
+                    txn.amount = screened.amount
+                txn.status = TransactionStatus.PROCESSING
+                _txn_insert(txn)
+            except TokenInvalid:
+                raise  # not an attempt: rolls back, the try is not used
+            except PaymentError as exc:
+                failure = exc
+                _record_declined(txn, exc, amount=amount, card_number=card_number)
+    except IntegrityError as exc:
+        # The partial unique index one_payment_per_token caught a race the
+        # lock did not (it never should): the token is used.
+        if "one_payment_per_token" in str(exc) or "token_id" in str(exc):
+            raise TokenInvalid() from None
+        raise
     if failure is not None:
         raise failure
     return _authorize_with_acquirer(txn, pan=pan, capture=True)
+
+
+_TXN_FIELDS = [f for f in Transaction._meta.concrete_fields if not f.primary_key]
+_SQL_TXN_INSERT = (
+    f"INSERT INTO {_TXN} ({', '.join(f.column for f in _TXN_FIELDS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_TXN_FIELDS))}) RETURNING id"
+)
+
+
+def _plain(value: object) -> object:
+    """Choices members as their values: drivers may dump an Enum by its name."""
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def _txn_insert(txn: Transaction) -> None:
+    """INSERT a transaction with one precompiled statement (the ORM's own
+    field preparation, without its query compiler)."""
+    values = [_plain(f.get_db_prep_save(f.pre_save(txn, True), connection)) for f in _TXN_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_TXN_INSERT, values)
+        txn.pk = cursor.fetchone()[0]
+    txn._state.adding = False
 
 
 def payment_authorize(
@@ -287,8 +447,6 @@ def payment_authorize(
     merchant_reference: str = "",
 ) -> Transaction:
     """A card-not-present authorization (captured at once when ``capture``)."""
-    from merchants.models import Merchant
-
     merchant = Merchant.objects.filter(pk=merchant_pk, is_active=True).first()
     if merchant is None:
         raise NotAuthorized("Merchant not active")
@@ -308,7 +466,7 @@ def payment_authorize(
     _fill_card(txn, screened)
     txn.amount = screened.amount
     txn.status = TransactionStatus.PROCESSING
-    txn.save()
+    _txn_insert(txn)
     return _authorize_with_acquirer(txn, pan=screened.pan, capture=capture, expiry=expiry, cvv=cvv)
 
 
@@ -340,6 +498,15 @@ def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, car
     exc.transaction_id = txn.pk
 
 
+def _in_transaction() -> bool:
+    """Inside an atomic block, not counting the ones a test case wraps each test in
+    (the rule Django applies to ``atomic(durable=True)``)."""
+    connection = db_transaction.get_connection()
+    return connection.in_atomic_block and any(
+        not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks
+    )
+
+
 def _call_acquirer(call, *args, **kwargs) -> AcquirerResult:  # type: ignore[no-untyped-def]
     """An acquirer call; an exception becomes a technical failure, never a crash."""
     try:
@@ -353,7 +520,7 @@ def _authorize_with_acquirer(
     txn: Transaction, *, pan: str, capture: bool, expiry: str = "", cvv: str = ""
 ) -> Transaction:
     """Step 2 and 3 of a payment: the acquirer's answer, recorded by one UPDATE."""
-    assert not db_transaction.get_connection().in_atomic_block, "no acquirer call inside a transaction"
+    assert not _in_transaction(), "no acquirer call inside a transaction"
     result = _call_acquirer(
         get_acquirer().authorize,
         AuthorizationRequest(
@@ -382,7 +549,7 @@ def _authorize_with_acquirer(
             failure_code=result.decline_code[:32],
             failure_message=result.reason[:255],
         )
-    Transaction.objects.filter(pk=txn.pk, status=TransactionStatus.PROCESSING).update(**changes)
+    _txn_record_outcome(txn.pk, changes)
     for field, value in changes.items():
         setattr(txn, field, value)
     if result.outcome is Outcome.DECLINED:
@@ -394,6 +561,18 @@ def _authorize_with_acquirer(
         txn.pk, txn.door, txn.amount, txn.currency, txn.masked_card or txn.check_number,
     )
     return txn
+
+
+def _txn_record_outcome(pk: int, changes: dict[str, object]) -> None:
+    """The acquirer's answer on a processing transaction: one UPDATE, precompiled."""
+    fields = [Transaction._meta.get_field(name) for name in changes]
+    sql = (
+        f"UPDATE {_TXN} SET {', '.join(f'{f.column} = %s' for f in fields)} "
+        f"WHERE id = %s AND status = %s"
+    )
+    values = [_plain(f.get_db_prep_save(changes[f.name], connection)) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, pk, TransactionStatus.PROCESSING.value])
 
 
 def _claim(*, transaction_id: int, merchant_pk: int, expected: str) -> Transaction:

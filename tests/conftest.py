@@ -14,3 +14,21 @@ def require_postgres() -> None:
     """Row-lock races only mean something on PostgreSQL (CI runs them there)."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL row locks: set DATABASE_URL (CI does)")
+
+
+@pytest.fixture
+def shipped_defaults(db):  # type: ignore[no-untyped-def]
+    """The limits and bans the payments migration ships (operations.md), present even
+    after a transactional test flushed the tables: re-run the migration's own code."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("payments.migrations.0002_default_limits_and_bans").forwards(apps, None)
+
+
+@pytest.fixture
+def terminal(db):  # type: ignore[no-untyped-def]
+    from tests.factories import TerminalFactory
+
+    return TerminalFactory()

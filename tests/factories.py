@@ -8,10 +8,10 @@ import factory
 from django.utils import timezone
 
 from merchants.models import Merchant
+from payments.keys import secret_digest
 from payments.models import CardLimit, Token, Transaction
 from payments.states import Door, PaymentMethod, TransactionStatus
 from terminals.models import Terminal
-from payments.keys import secret_digest
 
 
 class MerchantFactory(factory.django.DjangoModelFactory):
@@ -24,11 +24,11 @@ class MerchantFactory(factory.django.DjangoModelFactory):
 
 
 class TerminalFactory(factory.django.DjangoModelFactory):
-    """A terminal whose secret is ``secret`` (default "s3cret-<id>") on the instance."""
+    """A terminal whose clear secret (default "s3cret-<id>", or ``secret=...``) is on
+    the instance as ``.secret``; the database keeps only its digest."""
 
     class Meta:
         model = Terminal
-        exclude = ["secret"]
 
     merchant = factory.SubFactory(MerchantFactory)
     terminal_id = factory.Sequence(lambda n: f"T{n:011d}")
@@ -36,9 +36,19 @@ class TerminalFactory(factory.django.DjangoModelFactory):
     secret = factory.LazyAttribute(lambda o: f"s3cret-{o.terminal_id}")
     secret_digest = factory.LazyAttribute(lambda o: secret_digest(o.secret))
 
-    @factory.post_generation
-    def remember_secret(obj, create, extracted, **kwargs):  # type: ignore[no-untyped-def]
-        obj.secret = f"s3cret-{obj.terminal_id}"
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):  # type: ignore[no-untyped-def]
+        secret = kwargs.pop("secret")
+        obj = super()._create(model_class, *args, **kwargs)
+        obj.secret = secret
+        return obj
+
+    @classmethod
+    def _build(cls, model_class, *args, **kwargs):  # type: ignore[no-untyped-def]
+        secret = kwargs.pop("secret")
+        obj = super()._build(model_class, *args, **kwargs)
+        obj.secret = secret
+        return obj
 
 
 class TokenFactory(factory.django.DjangoModelFactory):
@@ -78,3 +88,8 @@ class CardLimitFactory(factory.django.DjangoModelFactory):
     kind = "VISA"
     currency = "EUR"
     max_amount = Decimal("2500.00")
+
+
+class AuthorizedTransactionFactory(CapturedTransactionFactory):
+    status = TransactionStatus.AUTHORIZED
+    captured_amount = Decimal("0")
