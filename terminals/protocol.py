@@ -177,16 +177,28 @@ def _string(parameters: dict[str, Any], name: str) -> str:
     return value
 
 
+INT_MAX = 2**31 - 1  # the database column's range
+
+
 def _int(value: Any, name: str) -> int:
+    """A 32-bit integer parameter, or ProtocolError (100).
+
+    The magnitude is checked before converting: ``int(Decimal("1E+999999999"))``
+    would build a billion-digit integer on the event loop (a one-line DoS).
+    """
+    result: int | None = None
     if isinstance(value, bool):
+        result = None
+    elif isinstance(value, int):
+        result = value
+    elif isinstance(value, Decimal):
+        if value.is_finite() and value.adjusted() < 12 and value == value.to_integral_value():
+            result = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 12:
+        result = int(value)
+    if result is None or not -INT_MAX - 1 <= result <= INT_MAX:
         raise ProtocolError(f"parameter {name} must be an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 12:
-        return int(value)
-    raise ProtocolError(f"parameter {name} must be an integer")
+    return result
 
 
 def command_for(request: Request) -> TokenCommand | PaymentCommand | AuthCommand:

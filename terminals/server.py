@@ -26,6 +26,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -144,7 +145,14 @@ class TerminalListener:
                 await asyncio.wait(pending, timeout=1)
         if self._server is not None:
             await self._server.wait_closed()
-        await asyncio.get_running_loop().run_in_executor(self._executor, _close_db_connection)
+        # Each database thread closes its own connection (Django's are per thread):
+        # one task per thread, held apart by a barrier.
+        barrier = threading.Barrier(self.config.db_threads)
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(
+            loop.run_in_executor(self._executor, _close_db_connection, barrier)
+            for _ in range(self.config.db_threads)
+        ))
         self._executor.shutdown(wait=True)
         logger.info("terminal listener stopped %s", self.counters)
 
@@ -186,7 +194,7 @@ class TerminalListener:
             self._connections.discard(conn)
             if task is not None:
                 self._tasks.discard(task)
-            writer.close()
+            _close(writer, grace=self.config.request_timeout)
 
     async def _looks_like_http(self, conn: _Connection) -> bool:
         """Choose the framing from the first bytes: an HTTP method and a space, or not."""
@@ -328,6 +336,8 @@ class TerminalListener:
                 await conn.writer.drain()
         except TimeoutError:
             self.counters.timeouts += 1
+            # close() would wait, forever, to flush what this peer does not read.
+            conn.writer.transport.abort()
             raise _Closed() from None
 
     # --- HTTP/1.1 ---------------------------------------------------------------------
@@ -342,7 +352,9 @@ class TerminalListener:
                 event, body = await self._http_next_request(conn, h)
             except h11.RemoteProtocolError as exc:
                 self.counters.http_errors += 1
-                await self._http_fail(conn, h, exc.error_status_hint or 400, f"Invalid request: {exc}")
+                # The contract: malformed requests (whatever h11's hint: 413, 431,
+                # 501...) get 400 and error 100, then the connection is closed.
+                await self._http_fail(conn, h, 400, f"Invalid request: {exc}")
                 return
             if event is None:
                 return
@@ -384,6 +396,11 @@ class TerminalListener:
                 if not got and request is None and not h.trailing_data[0]:
                     return None, b""
             elif isinstance(event, h11.Request):
+                # h11's own limit depends on how the bytes were cut by TCP; the
+                # frame limit applies to a request head whatever the chunking.
+                head = len(event.target) + sum(len(name) + len(value) + 4 for name, value in event.headers)
+                if head > self.config.max_frame_bytes:
+                    raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
                 request = event
             elif isinstance(event, h11.Data):
                 body += event.data
@@ -399,8 +416,10 @@ class TerminalListener:
         target = event.target.decode("utf-8", "replace")
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in event.headers}
         if method not in ("GET", "POST"):
-            await self._http_send(conn, h, 405, protocol.error_body(
-                protocol.E_INVALID_REQUEST, f"Invalid request: method {method[:16]} not allowed"), [(b"allow", b"GET, POST")])
+            # Error 100 is status 400 over HTTP (the contract), whatever the cause.
+            await self._http_send(conn, h, 400, protocol.error_body(
+                protocol.E_INVALID_REQUEST, f"Invalid request: method {method[:16]} not allowed"),
+                [(b"allow", b"GET, POST")], head=method == "HEAD")
             return
         try:
             request = protocol.request_from_http(method, target, headers.get("content-type", ""), body)
@@ -432,8 +451,9 @@ class TerminalListener:
 
     async def _http_send(
         self, conn: _Connection, h: h11.Connection, status: int, body: dict[str, Any],
-        extra_headers: list[tuple[bytes, bytes]] | None = None,
+        extra_headers: list[tuple[bytes, bytes]] | None = None, *, head: bool = False,
     ) -> None:
+        """Send one JSON response (``head``: headers only, as h11 requires for HEAD)."""
         payload = protocol.encode(body)
         headers = [
             (b"content-type", b"application/json"),
@@ -443,7 +463,8 @@ class TerminalListener:
         if self._stopping:
             headers.append((b"connection", b"close"))
         data = h.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
-        data += h.send(h11.Data(data=payload))
+        if not head:
+            data += h.send(h11.Data(data=payload))
         data += h.send(h11.EndOfMessage())
         await self._write(conn, data)
 
@@ -469,6 +490,15 @@ class TerminalListener:
         await self._write(conn, data)
 
 
+def _close(writer: asyncio.StreamWriter, *, grace: float) -> None:
+    """Close after flushing the last answer, but never wait longer than ``grace`` for a
+    peer that does not read (``close()`` alone keeps the socket until it does)."""
+    transport = writer.transport
+    writer.close()
+    if transport.get_write_buffer_size():
+        asyncio.get_running_loop().call_later(grace, transport.abort)
+
+
 def _reason(status: int) -> bytes:
     try:
         return HTTPStatus(status).phrase.encode()
@@ -476,8 +506,13 @@ def _reason(status: int) -> bytes:
         return b""
 
 
-def _close_db_connection() -> None:
+def _close_db_connection(barrier: threading.Barrier | None = None) -> None:
     connections.close_all()
+    if barrier is not None:
+        try:
+            barrier.wait(timeout=5)
+        except threading.BrokenBarrierError:  # pragma: no cover - a thread stuck in a query
+            pass
 
 
 # --- Process management ------------------------------------------------------------------
