@@ -25,7 +25,7 @@ Invariants, and where each is enforced
 --------------------------------------
 - One payment per token: partial unique index ``one_payment_per_token``
   on transactions holding a token; services lock the token row first.
-- Unique token values: unique index on ``Token.value``.
+- Unique token values: unique constraint ``token_value_unique``.
 - ``tries_used <= try_count`` unless unlimited: check constraint.
 - ``0 <= refunded <= captured <= authorized``, amounts > 0: check
   constraints; services lock the transaction row before changing them.
@@ -64,8 +64,9 @@ AMOUNT = {"max_digits": 12, "decimal_places": 2}
 
 
 class Token(models.Model):
-    value = models.CharField(max_length=64, unique=True, editable=False)
-    terminal = models.ForeignKey(Terminal, on_delete=models.PROTECT, related_name="tokens")
+    value = models.CharField(max_length=64, editable=False)  # unique: token_value_unique
+    # Indexed by token_terminal_created (terminal first): no index of its own.
+    terminal = models.ForeignKey(Terminal, on_delete=models.PROTECT, related_name="tokens", db_index=False)
     payment_type = models.CharField(max_length=16, choices=PaymentMethod.choices)
     try_count = models.IntegerField(help_text="Attempts allowed; -1 is unlimited.")
     tries_used = models.PositiveIntegerField(default=0)
@@ -76,6 +77,8 @@ class Token(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["terminal", "-created_at"], name="token_terminal_created")]
         constraints = [
+            # A constraint rather than unique=True: no extra LIKE-pattern index to write per token.
+            models.UniqueConstraint(fields=["value"], name="token_value_unique"),
             models.CheckConstraint(condition=Q(try_count__gte=-1), name="token_try_count_domain"),
             models.CheckConstraint(
                 condition=Q(try_count=-1) | Q(tries_used__lte=F("try_count")),
@@ -92,14 +95,21 @@ class Token(models.Model):
 
 
 class Transaction(models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="transactions")
+    # Every index is written twice per payment (insert, then the acquirer's
+    # answer changes the status), so there is none that a query does not need:
+    # merchant and terminal are served by the composite indexes below, token by
+    # the partial unique index one_payment_per_token (the held-token check asks
+    # exactly its predicate).
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="transactions", db_index=False)
     terminal = models.ForeignKey(
-        Terminal, on_delete=models.PROTECT, related_name="transactions", null=True, blank=True
+        Terminal, on_delete=models.PROTECT, related_name="transactions", null=True, blank=True, db_index=False
     )
-    token = models.ForeignKey(Token, on_delete=models.PROTECT, related_name="transactions", null=True, blank=True)
+    token = models.ForeignKey(
+        Token, on_delete=models.PROTECT, related_name="transactions", null=True, blank=True, db_index=False
+    )
     door = models.CharField(max_length=16, choices=Door.choices)
     method = models.CharField(max_length=16, choices=PaymentMethod.choices)
-    status = models.CharField(max_length=24, choices=TransactionStatus.choices, db_index=True)
+    status = models.CharField(max_length=24, choices=TransactionStatus.choices)
 
     amount = models.DecimalField(**AMOUNT)
     currency = models.CharField(max_length=3)
@@ -107,9 +117,9 @@ class Transaction(models.Model):
     captured_amount = models.DecimalField(**AMOUNT, default=Decimal("0"))
     refunded_amount = models.DecimalField(**AMOUNT, default=Decimal("0"))
 
-    card_fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
+    card_fingerprint = models.CharField(max_length=64, blank=True)
     card_bin = models.CharField("BIN", max_length=8, blank=True)
-    card_last4 = models.CharField("last four", max_length=4, blank=True, db_index=True)
+    card_last4 = models.CharField("last four", max_length=4, blank=True)  # indexed: txn_card_last4
     card_brand = models.CharField(max_length=16, choices=CardBrand.choices, blank=True)
     check_number = models.CharField(max_length=11, blank=True)
 
@@ -129,6 +139,7 @@ class Transaction(models.Model):
         indexes = [
             models.Index(fields=["merchant", "-created_at"], name="txn_merchant_created"),
             models.Index(fields=["terminal", "-created_at"], name="txn_terminal_created"),
+            models.Index(fields=["card_last4"], name="txn_card_last4"),  # staff search by last four
         ]
         constraints = [
             models.UniqueConstraint(
