@@ -184,7 +184,7 @@ class BanForm(forms.ModelForm):
         kind, value = cleaned.get("kind"), cleaned.get("value")
         if kind and value:
             try:
-                fields = services._ban_fields(kind, value)
+                fields = services.ban_fields(kind, value)
             except services.BanValueError as exc:
                 self.add_error("value", f"Not a valid value: {exc}.")
             else:

@@ -706,7 +706,9 @@ class BanValueError(ValueError):
     """A ban value that is not what its kind requires."""
 
 
-def _ban_fields(kind: str, value: str) -> dict[str, str]:
+def ban_fields(kind: str, value: str) -> dict[str, str]:
+    """What a ban of ``kind`` stores for ``value`` (its lookup key, and BIN and
+    last four for a card), or BanValueError. Forms use it to validate input."""
     value = value.strip()
     if kind == BanKind.CARD:
         if not (value.isdigit() and 10 <= len(value) <= 19):
@@ -732,7 +734,7 @@ def _ban_fields(kind: str, value: str) -> dict[str, str]:
 
 def ban_add(*, kind: str, value: str, reason: str = "", created_by_id: int | None = None) -> tuple[Ban, bool]:
     """Put a card, BIN, check or PIN on the ban list; (ban, created)."""
-    fields = _ban_fields(kind, value)
+    fields = ban_fields(kind, value)
     try:
         with db_transaction.atomic():
             return Ban.objects.get_or_create(
@@ -774,7 +776,7 @@ def bans_import(lines: Iterable[str], *, created_by_id: int | None = None) -> Ba
             raise BanImportError(line, "expected kind,value[,reason]")
         kind, value = row[0].strip().lower(), row[1]
         try:
-            fields = _ban_fields(kind, value)
+            fields = ban_fields(kind, value)
         except BanValueError as exc:
             raise BanImportError(line, str(exc)) from None
         rows.append((kind, fields, row[2].strip() if len(row) > 2 else ""))
