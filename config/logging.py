@@ -11,6 +11,10 @@ import logging
 import re
 
 _PAN_LIKE = re.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)")
+# esipay carries the card number in the path, and accepts 10- and 11-digit
+# numbers that the pattern above would not catch: access logs and Django's
+# "Bad Request: /cardpay/..." lines mask that segment whatever its length.
+_ESIPAY_CARD_SEGMENT = re.compile(r"(/cardpay/[^/\s]+/[^/\s]+/)([^/\s]+)(?=/)")
 
 
 def _mask(match: re.Match[str]) -> str:
@@ -19,6 +23,7 @@ def _mask(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
+    text = _ESIPAY_CARD_SEGMENT.sub(lambda m: m.group(1) + "*" * min(len(m.group(2)), 19), text)
     return _PAN_LIKE.sub(_mask, text)
 
 

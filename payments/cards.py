@@ -5,11 +5,13 @@ policy is named here (``PanPolicy``) rather than written in the door.
 """
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass
+from datetime import date
 
 from . import keys
-from .errors import InvalidCardNumber, InvalidCheckNumber, InvalidPin
+from .errors import CardExpired, InvalidCardExpiry, InvalidCardNumber, InvalidCheckNumber, InvalidPin
 from .states import CardBrand
 
 _DIGITS = re.compile(r"[0-9]+\Z")
@@ -130,3 +132,24 @@ def pin_validate(raw: object) -> str:
 
 def pin_fingerprint(pin: str) -> str:
     return keys.fingerprint("pin", pin)
+
+
+_MONTH = re.compile(r"[0-9]{1,2}\Z")
+_YEAR = re.compile(r"[0-9]{4}\Z")
+
+
+def expiry_validate(month: object, year: object, *, today: date) -> str:
+    """A card's expiry as ``YYYYMM``: month 1–12, year 4 digits, and not past.
+
+    A card is valid through the last day of its expiry month.
+    """
+    if not isinstance(month, str) or not _MONTH.match(month) or not 1 <= int(month) <= 12:
+        raise InvalidCardExpiry("Invalid card expiry month: expected 1 to 12")
+    if not isinstance(year, str) or not _YEAR.match(year):
+        raise InvalidCardExpiry("Invalid card expiry year: expected 4 digits")
+    y, m = int(year), int(month)
+    if y < 1900:
+        raise InvalidCardExpiry("Invalid card expiry year: expected 4 digits")
+    if date(y, m, calendar.monthrange(y, m)[1]) < today:
+        raise CardExpired(f"Card expired (end of {y:04d}-{m:02d})")
+    return f"{y:04d}{m:02d}"

@@ -151,3 +151,21 @@ class AmountExceedsRemaining(PaymentError):
     def __init__(self, remaining: Decimal) -> None:
         self.remaining = remaining
         super().__init__(f"Amount exceeds what remains ({remaining:.2f})")
+
+
+class ConfirmationFailed(PaymentError):
+    """The merchant did not confirm an approved payment (esipay's return URL did
+    not answer 200): the payment was cancelled."""
+
+    code = "confirmation_failed"
+
+    def __init__(self, reason: str, *, transaction_id: int | None = None) -> None:
+        self.reason = reason
+        super().__init__(f"Transaction cancelled: {reason}", transaction_id=transaction_id)
+
+
+class PaymentInProgress(PaymentError):
+    """Another request is still paying with the same merchant reference."""
+
+    code = "payment_in_progress"
+    default_message = "A payment with this reference is still in progress: retry in a few seconds"

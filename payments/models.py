@@ -18,6 +18,12 @@ adds it to ``Transaction.refunded_amount`` at once (so concurrent refunds
 can never together exceed the captured amount); a refund that finally
 fails gives its amount back.
 
+An **Event** announces a state change to the merchant (payment.succeeded,
+payment.failed, payment.cancelled, refund.succeeded, refund.failed). It is
+written in the same database transaction as the change (the outbox), with
+one **WebhookDelivery** per active **WebhookEndpoint** of the merchant;
+Celery delivers them, each try kept as a **DeliveryAttempt**.
+
 A **Ban** names a card (by fingerprint), a BIN, a check or a PIN (by
 fingerprint). A **CardLimit** caps one payment per brand or contactless.
 
@@ -29,6 +35,12 @@ Invariants, and where each is enforced
 - ``tries_used <= try_count`` unless unlimited: check constraint.
 - ``0 <= refunded <= captured <= authorized``, amounts > 0: check
   constraints; services lock the transaction row before changing them.
+- One live payment per merchant reference (esipay ``cid``): partial unique
+  index ``one_live_payment_per_reference``; declined and cancelled attempts
+  free the reference.
+- A refund or delivery is worked on by one worker at a time: a lease
+  (``lease_until``) taken by a conditional UPDATE (``payments.outbox``).
+- One delivery per (event, endpoint): unique constraint.
 - One ban per (kind, key): unique constraint.
 - One limit per (kind, currency): unique constraint.
 - No card number, PIN or CVV in any column: only fingerprints, BIN, last
@@ -43,16 +55,20 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from merchants.models import Merchant
 from terminals.models import Terminal
 
 from .states import (
+    LIVE_STATUSES,
     PROCESS_STATE,
     TOKEN_HOLDING_STATUSES,
     BanKind,
     CardBrand,
+    DeliveryStatus,
     Door,
+    EventType,
     LimitKind,
     PaymentMethod,
     ProcessState,
@@ -147,6 +163,11 @@ class Transaction(models.Model):
                 condition=Q(status__in=TOKEN_HOLDING_STATUSES),
                 name="one_payment_per_token",
             ),
+            models.UniqueConstraint(
+                fields=["merchant", "merchant_reference"],
+                condition=Q(status__in=LIVE_STATUSES) & ~Q(merchant_reference=""),
+                name="one_live_payment_per_reference",
+            ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="txn_amount_positive"),
             models.CheckConstraint(condition=Q(refunded_amount__gte=0), name="txn_refunded_not_negative"),
             models.CheckConstraint(
@@ -187,9 +208,16 @@ class Refund(models.Model):
     failure_message = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Carried out by a Celery task (payments.tasks.execute_refund): tries so far,
+    # when the next is due (an acquirer's technical failure is retried), and the
+    # lease of the worker on it.
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="refund_due")]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
             models.UniqueConstraint(
@@ -244,3 +272,82 @@ class CardLimit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.max_amount} {self.currency}"
+
+
+class WebhookEndpoint(models.Model):
+    """Where a merchant receives events. The signing secret is shown once and
+    kept sealed (AES-GCM under PAYMENTS_MASTER_KEY): it must be read back to sign."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField("URL", max_length=500)
+    description = models.CharField(max_length=120, blank=True)
+    secret_sealed = models.TextField(editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["merchant", "url"]
+        verbose_name = "webhook endpoint"
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.merchant})"
+
+
+class Event(models.Model):
+    """One state change announced to a merchant (the outbox row)."""
+
+    public_id = models.CharField("event id", max_length=40, unique=True, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="events")
+    type = models.CharField(max_length=32, choices=EventType.choices)
+    transaction = models.ForeignKey(
+        Transaction, on_delete=models.PROTECT, related_name="events", null=True, blank=True
+    )
+    refund = models.ForeignKey(Refund, on_delete=models.PROTECT, related_name="events", null=True, blank=True)
+    data = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.public_id}"
+
+
+class WebhookDelivery(models.Model):
+    """One event to one endpoint, until it is delivered or given up on."""
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]
+        constraints = [models.UniqueConstraint(fields=["event", "endpoint"], name="delivery_unique_event_endpoint")]
+
+    def __str__(self) -> str:
+        return f"{self.event.type} to {self.endpoint.url} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    """One HTTP call of a delivery, kept for staff."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempts_log")
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    succeeded = models.BooleanField()
+    error = models.CharField(max_length=255, blank=True)
+    response_excerpt = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.started_at:%Y-%m-%d %H:%M:%S} {self.status_code or self.error}"

@@ -24,7 +24,8 @@ import csv
 import enum
 import logging
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -39,11 +40,13 @@ from merchants.models import Merchant
 from terminals.models import Terminal
 
 from . import cards
+from . import outbox
 from .acquirers.base import AcquirerResult, AuthorizationRequest, Outcome, get_acquirer
 from .errors import (
     AcquirerFailure,
     AmountExceedsRemaining,
     CardBanned,
+    ConfirmationFailed,
     CheckBanned,
     Declined,
     InvalidAmount,
@@ -53,6 +56,7 @@ from .errors import (
     LimitExceeded,
     NotAuthorized,
     PaymentError,
+    PaymentInProgress,
     TokenInvalid,
     TokenTriesExhausted,
     TransactionNotFound,
@@ -60,10 +64,12 @@ from .errors import (
 from .models import Ban, CardLimit, Refund, Token, Transaction
 from .money import parse_amount
 from .states import (
+    LIVE_STATUSES,
     REFUNDABLE_STATUSES,
     TOKEN_HOLDING_STATUSES,
     BanKind,
     Door,
+    EventType,
     LimitKind,
     PaymentMethod,
     RefundStatus,
@@ -494,7 +500,9 @@ def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, car
     txn.status = TransactionStatus.DECLINED
     txn.failure_code = exc.code
     txn.failure_message = exc.message[:255]
-    txn.save()
+    with db_transaction.atomic():
+        txn.save()
+        outbox.event_emit(type=EventType.PAYMENT_FAILED, transaction=txn)
     exc.transaction_id = txn.pk
 
 
@@ -549,9 +557,19 @@ def _authorize_with_acquirer(
             failure_code=result.decline_code[:32],
             failure_message=result.reason[:255],
         )
-    _txn_record_outcome(txn.pk, changes)
     for field, value in changes.items():
         setattr(txn, field, value)
+    # The answer and its event commit together (the outbox). An authorization
+    # waiting for its capture announces nothing yet: the capture will.
+    event = None
+    if not result.approved:
+        event = EventType.PAYMENT_FAILED
+    elif capture:
+        event = EventType.PAYMENT_SUCCEEDED
+    with db_transaction.atomic():
+        _txn_record_outcome(txn.pk, changes)
+        if event is not None:
+            outbox.event_emit(type=event, transaction=txn)
     if result.outcome is Outcome.DECLINED:
         raise Declined(result.reason or "declined", decline_code=result.decline_code, transaction_id=txn.pk)
     if result.outcome is Outcome.ERROR:
@@ -604,13 +622,18 @@ def payment_capture(*, transaction_id: int, merchant_pk: int, amount: object = N
     result = _call_acquirer(
         get_acquirer().capture, reference=txn.acquirer_reference, amount=value, currency=txn.currency
     )
-    if result.approved:
-        Transaction.objects.filter(pk=txn.pk).update(
-            status=TransactionStatus.CAPTURED, captured_amount=value, updated_at=timezone.now()
-        )
-    else:
-        Transaction.objects.filter(pk=txn.pk).update(status=TransactionStatus.AUTHORIZED, updated_at=timezone.now())
-    txn.refresh_from_db()
+    with db_transaction.atomic():
+        if result.approved:
+            Transaction.objects.filter(pk=txn.pk).update(
+                status=TransactionStatus.CAPTURED, captured_amount=value, updated_at=timezone.now()
+            )
+        else:
+            Transaction.objects.filter(pk=txn.pk).update(
+                status=TransactionStatus.AUTHORIZED, updated_at=timezone.now()
+            )
+        txn.refresh_from_db()
+        if result.approved:
+            outbox.event_emit(type=EventType.PAYMENT_SUCCEEDED, transaction=txn)
     if not result.approved:
         raise AcquirerFailure(result.reason or "capture failed", transaction_id=txn.pk)
     return txn
@@ -621,11 +644,108 @@ def payment_void(*, transaction_id: int, merchant_pk: int) -> Transaction:
     txn = _claim(transaction_id=transaction_id, merchant_pk=merchant_pk, expected=TransactionStatus.AUTHORIZED)
     result = _call_acquirer(get_acquirer().void, reference=txn.acquirer_reference)
     status = TransactionStatus.VOIDED if result.approved else TransactionStatus.AUTHORIZED
-    Transaction.objects.filter(pk=txn.pk).update(status=status, updated_at=timezone.now())
-    txn.refresh_from_db()
+    with db_transaction.atomic():
+        Transaction.objects.filter(pk=txn.pk).update(status=status, updated_at=timezone.now())
+        txn.refresh_from_db()
+        if result.approved:
+            outbox.event_emit(type=EventType.PAYMENT_CANCELLED, transaction=txn)
     if not result.approved:
         raise AcquirerFailure(result.reason or "void failed", transaction_id=txn.pk)
     return txn
+
+
+# --- Payments confirmed by the merchant (esipay) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfirmedPayment:
+    transaction: Transaction
+    repeated: bool  # a repeat of an earlier approved request: nothing was charged
+
+
+def payment_card_confirmed(
+    *,
+    merchant_pk: int,
+    door: Door,
+    reference: str,
+    card_number: object,
+    expiry_month: object,
+    expiry_year: object,
+    amount: object,
+    policy: cards.PanPolicy,
+    confirm: Callable[[Transaction], tuple[bool, str]],
+) -> ConfirmedPayment:
+    """A card-not-present sale that counts only once the merchant confirms it.
+
+    esipay's rule: the payment is authorized, the merchant's return URL is
+    called (``confirm``, outside any transaction), and only if it answers
+    yes is the payment captured; otherwise the authorization is voided
+    (``payment.cancelled``) and ConfirmationFailed raised.
+
+    ``reference`` (esipay's cid) is idempotent: one live payment per
+    merchant and reference (a partial unique index). A repeat of an approved
+    payment with the same card and amount returns it (``repeated``) and
+    charges nothing; with other data it is InvalidRequest. A repeat that
+    arrives while the first is in flight waits for its outcome. After a
+    declined or cancelled attempt the reference is free: a new attempt.
+    """
+    pan = cards.card_validate(card_number, policy)
+    expiry = cards.expiry_validate(expiry_month, expiry_year, today=timezone.localdate())
+    deadline = time.monotonic() + settings.ESIPAY_REPEAT_WAIT_SECONDS
+    while True:
+        earlier = _live_payment(merchant_pk=merchant_pk, reference=reference)
+        if earlier is not None:
+            settled = _repeat_of(earlier, pan=pan, amount=amount, deadline=deadline)
+            if settled is not None:
+                return ConfirmedPayment(settled, repeated=True)
+            continue  # the earlier attempt was cancelled or declined meanwhile: a new attempt
+        try:
+            txn = payment_authorize(
+                merchant_pk=merchant_pk, door=door, card_number=pan, policy=policy, amount=amount,
+                capture=False, expiry=expiry, merchant_reference=reference,
+            )
+        except IntegrityError as exc:
+            if "one_live_payment_per_reference" in str(exc) or "merchant_reference" in str(exc):
+                continue  # a concurrent request with this reference won the race: wait for it
+            raise
+        break
+    confirmed, reason = confirm(txn)
+    if not confirmed:
+        payment_void(transaction_id=txn.pk, merchant_pk=merchant_pk)
+        logger.info("payment %s cancelled: the merchant did not confirm (%s)", txn.pk, reason)
+        raise ConfirmationFailed(reason, transaction_id=txn.pk)
+    try:
+        return ConfirmedPayment(payment_capture(transaction_id=txn.pk, merchant_pk=merchant_pk), repeated=False)
+    except AcquirerFailure:
+        payment_void(transaction_id=txn.pk, merchant_pk=merchant_pk)
+        raise
+
+
+def _live_payment(*, merchant_pk: int, reference: str) -> Transaction | None:
+    return Transaction.objects.filter(
+        merchant_id=merchant_pk, merchant_reference=reference, status__in=LIVE_STATUSES
+    ).first()
+
+
+def _repeat_of(earlier: Transaction, *, pan: str, amount: object, deadline: float) -> Transaction | None:
+    """The earlier payment if this request repeats it, once it has settled.
+
+    None when it ended cancelled or declined (the reference is free again);
+    InvalidRequest when the card or amount differ; PaymentInProgress when it
+    is still in flight at the deadline.
+    """
+    value = parse_amount(amount)
+    if earlier.card_fingerprint != cards.card_facts(pan).fingerprint or earlier.amount != value:
+        raise InvalidRequest(
+            f"cid {earlier.merchant_reference!r} was already used for transaction {earlier.pk} "
+            "with another card or amount"
+        )
+    while earlier.status in (TransactionStatus.PROCESSING, TransactionStatus.AUTHORIZED):
+        if time.monotonic() >= deadline:
+            raise PaymentInProgress(transaction_id=earlier.pk)
+        time.sleep(0.1)
+        earlier.refresh_from_db()
+    return earlier if earlier.status in LIVE_STATUSES else None
 
 
 # --- Refunds -------------------------------------------------------------------------
@@ -664,38 +784,70 @@ def refund_request(
             else TransactionStatus.PARTIALLY_REFUNDED
         )
         txn.save(update_fields=["refunded_amount", "status", "updated_at"])
+        # Carried out by a Celery task once this commits (payments.tasks.execute_refund);
+        # if the broker is down, the outbox sweep queues it later.
+        db_transaction.on_commit(lambda: outbox.enqueue_refunds([refund.pk]))
     return refund
 
 
-def refund_execute(*, refund_id: int) -> Refund:
-    """Carry out an accepted refund with the acquirer; safe to call twice."""
-    refund = Refund.objects.select_related("transaction").get(pk=refund_id)
-    if refund.status != RefundStatus.PENDING:
+def refund_execute(*, refund_id: int) -> Refund | None:
+    """Carry out an accepted refund with the acquirer; safe to run twice, or to
+    be killed half-way.
+
+    The refund is claimed with a lease (one worker at a time); the acquirer
+    is called outside any transaction with the refund's id as its
+    idempotency key, so a retry after a crash never refunds twice. Its
+    answer and the ``refund.*`` event commit together. A technical failure
+    is retried with backoff for up to 3 days; a refusal is final and gives
+    the reserved amount back.
+    """
+    now = timezone.now()
+    claimed = outbox.lease_claim(Refund.objects.filter(status=RefundStatus.PENDING), pk=refund_id, now=now)
+    refund = Refund.objects.select_related("transaction").filter(pk=refund_id).first()
+    if refund is None or not claimed:
         return refund
     txn = refund.transaction
+    assert not _in_transaction(), "no acquirer call inside a transaction"
     result = _call_acquirer(
         get_acquirer().refund,
         reference=txn.acquirer_reference, amount=refund.amount, currency=txn.currency, refund_id=refund.pk,
     )
+    retry_in: float | None = None
     with db_transaction.atomic():
         txn = Transaction.objects.select_for_update().get(pk=txn.pk)
         refund = Refund.objects.select_for_update().get(pk=refund_id)
         if refund.status != RefundStatus.PENDING:
             return refund
-        refund.completed_at = timezone.now()
         refund.acquirer_reference = result.reference[:64]
+        refund.lease_until = None
+        final_failure = result.outcome is Outcome.DECLINED or (
+            (now - refund.created_at).total_seconds() >= settings.WEBHOOK_MAX_AGE_SECONDS
+        )
         if result.approved:
             refund.status = RefundStatus.SUCCEEDED
-        else:
+            refund.completed_at = timezone.now()
+        elif final_failure:
             # Give the reserved amount back: it was never returned to the card.
             refund.status = RefundStatus.FAILED
+            refund.completed_at = timezone.now()
             refund.failure_message = (result.reason or "refund failed")[:255]
             txn.refunded_amount -= refund.amount
             txn.status = (
                 TransactionStatus.CAPTURED if txn.refunded_amount == 0 else TransactionStatus.PARTIALLY_REFUNDED
             )
             txn.save(update_fields=["refunded_amount", "status", "updated_at"])
+        else:
+            retry_in = outbox.retry_delay(refund.attempts)
+            refund.failure_message = (result.reason or "acquirer unavailable")[:255]
+            refund.next_attempt_at = timezone.now() + timedelta(seconds=retry_in)
         refund.save()
+        if refund.status == RefundStatus.SUCCEEDED:
+            outbox.event_emit(type=EventType.REFUND_SUCCEEDED, transaction=txn, refund=refund)
+        elif refund.status == RefundStatus.FAILED:
+            outbox.event_emit(type=EventType.REFUND_FAILED, transaction=txn, refund=refund)
+        elif (countdown := outbox.countdown_for(retry_in or 0)) is not None:
+            db_transaction.on_commit(lambda: outbox.enqueue_refunds([refund_id], countdown=countdown))
+    logger.info("refund %s of transaction %s: %s", refund.pk, txn.pk, refund.status)
     return refund
 
 

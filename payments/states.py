@@ -69,6 +69,17 @@ TOKEN_HOLDING_STATUSES = (
     TransactionStatus.VOIDED,
 )
 
+# Statuses of a payment that is going on or went through: a merchant's
+# reference (esipay cid) names at most one of them (a partial unique index).
+# A declined, failed or cancelled (voided) attempt frees the reference.
+LIVE_STATUSES = (
+    TransactionStatus.PROCESSING,
+    TransactionStatus.AUTHORIZED,
+    TransactionStatus.CAPTURED,
+    TransactionStatus.PARTIALLY_REFUNDED,
+    TransactionStatus.REFUNDED,
+)
+
 # Statuses in which money was captured (and so may be refunded).
 REFUNDABLE_STATUSES = (TransactionStatus.CAPTURED, TransactionStatus.PARTIALLY_REFUNDED)
 
@@ -118,3 +129,19 @@ class BanKind(models.TextChoices):
     BIN = "bin", "BIN (6–8 leading digits)"
     CHECK = "check", "Check number"
     PIN = "pin", "PIN"
+
+
+class EventType(models.TextChoices):
+    """The webhook events of shared/contracts/esipay.md, for every door."""
+
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+    PAYMENT_CANCELLED = "payment.cancelled"
+    REFUND_SUCCEEDED = "refund.succeeded"
+    REFUND_FAILED = "refund.failed"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending (will be tried)"
+    SUCCEEDED = "succeeded", "Delivered"
+    FAILED = "failed", "Failed (gave up after 3 days)"

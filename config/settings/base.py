@@ -108,6 +108,70 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 PAYMENTS_ACQUIRER = env.str("PAYMENTS_ACQUIRER", default="payments.acquirers.sandbox.SandboxAcquirer")
 PAYMENTS_ALLOW_PRIVATE_CALLBACKS = env.bool("PAYMENTS_ALLOW_PRIVATE_CALLBACKS", default=False)
 
+# A repeat of an esipay cid waits this long for the first request's outcome.
+ESIPAY_REPEAT_WAIT_SECONDS = env.float("ESIPAY_REPEAT_WAIT_SECONDS", default=15.0)
+
+# --- Outbox: webhooks and refunds delivered by Celery -------------------------
+# A webhook is retried with exponential backoff and full jitter
+# (base * 2**attempt, at most WEBHOOK_RETRY_MAX_DELAY_SECONDS) until it is
+# WEBHOOK_MAX_AGE_SECONDS old (3 days): then it is marked failed, kept for
+# staff, who may resend it.
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=10.0)
+WEBHOOK_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOK_RETRY_MAX_DELAY_SECONDS", default=6 * 3600.0)
+WEBHOOK_MAX_AGE_SECONDS = env.float("WEBHOOK_MAX_AGE_SECONDS", default=3 * 24 * 3600.0)
+# How long a worker owns a claimed delivery or refund; after that (a worker
+# killed mid-task) the sweep hands it to another worker. Longer than the
+# 10 s a merchant call may take, and than an acquirer call.
+OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=60.0)
+# The periodic sweep (Celery beat) re-enqueues work that is due and unclaimed
+# for more than the grace (so that it does not race the task queued at commit).
+OUTBOX_SWEEP_SECONDS = env.float("OUTBOX_SWEEP_SECONDS", default=30.0)
+OUTBOX_SWEEP_GRACE_SECONDS = env.float("OUTBOX_SWEEP_GRACE_SECONDS", default=60.0)
+OUTBOX_SWEEP_BATCH = env.int("OUTBOX_SWEEP_BATCH", default=500)
+
+# --- Celery -------------------------------------------------------------------
+# Default: an embedded broker that needs no server (kombu's filesystem
+# transport under var/broker/). Set CELERY_BROKER_URL to redis://... or
+# amqp://... for a real one; the code is the same.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+_FS_BROKER_DIR = Path(env.str("CELERY_FS_BROKER_DIR", default=str(VAR_DIR / "broker")))
+# Redis (and SQS) redeliver an unacknowledged message after the visibility
+# timeout; no countdown may exceed it, or the message would run twice early.
+CELERY_VISIBILITY_TIMEOUT_SECONDS = env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=3600)
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The folders are made by the dev settings; production refuses this broker.
+    CELERY_FS_BROKER_FOLDERS = [_FS_BROKER_DIR / name for name in ("queue", "processed", "control")]
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_FS_BROKER_DIR / "queue"),
+        "data_folder_out": str(_FS_BROKER_DIR / "queue"),
+        "processed_folder": str(_FS_BROKER_DIR / "processed"),
+        "control_folder": str(_FS_BROKER_DIR / "control"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS}
+# A countdown longer than this is left to the sweep instead (half the
+# visibility timeout: a task waiting in a worker is never redelivered early).
+CELERY_MAX_COUNTDOWN_SECONDS = CELERY_VISIBILITY_TIMEOUT_SECONDS // 2
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="gateway")
+# A task is acknowledged after it ran, and given back if its worker dies.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Publishing happens after a commit, in the request: a broker that is down
+# must cost a second, not hang the payment (the sweep delivers later).
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-outbox": {"task": "payments.tasks.sweep_outbox", "schedule": OUTBOX_SWEEP_SECONDS},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
 # --- Terminal listener (shared/contracts/terminal.md) -----------------------
 TERMINAL_TOKEN_TTL_SECONDS = env.int("TERMINAL_TOKEN_TTL_SECONDS", default=180)
 TERMINAL_IDLE_TIMEOUT_SECONDS = env.float("TERMINAL_IDLE_TIMEOUT_SECONDS", default=300.0)
@@ -131,5 +195,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # Django's own handlers for these print request paths (an esipay path
+        # holds a card number) without our filter: route them through ours.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "celery": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

@@ -1,8 +1,14 @@
 """Development and tests: works on a fresh clone with nothing configured."""
 from .base import *  # noqa: F401,F403
-from .base import VAR_DIR, env
+from .base import CELERY_BROKER_URL, VAR_DIR, env
 from .secrets import dev_secret
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = dev_secret("DJANGO_SECRET_KEY", VAR_DIR)
 PAYMENTS_MASTER_KEY = dev_secret("PAYMENTS_MASTER_KEY", VAR_DIR)
+
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    from .base import CELERY_FS_BROKER_FOLDERS
+
+    for _folder in CELERY_FS_BROKER_FOLDERS:
+        _folder.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,10 @@ SECRET_KEY = require_secret("DJANGO_SECRET_KEY")
 PAYMENTS_MASTER_KEY = require_secret("PAYMENTS_MASTER_KEY")
 if not env.str("DATABASE_URL", default=""):
     raise MissingSecret("DATABASE_URL is not set. Production refuses to fall back to SQLite.")
+if not env.str("CELERY_BROKER_URL", default=""):
+    raise MissingSecret(
+        "CELERY_BROKER_URL is not set. Production refuses the embedded broker: use redis://... or amqp://..."
+    )
 
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True

@@ -24,6 +24,7 @@ COMPLETE = {
     "DJANGO_SECRET_KEY": "prod-secret-key",
     "PAYMENTS_MASTER_KEY": "prod-master-key",
     "DATABASE_URL": "postgres://gateway@db.invalid:5432/gateway",
+    "CELERY_BROKER_URL": "redis://broker.invalid:6379/0",
 }
 
 
@@ -47,6 +48,7 @@ def start(env: dict[str, str], tmp_path: Path, settings: str = "config.settings.
         ("DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY is not set. Production refuses to start without it"),
         ("PAYMENTS_MASTER_KEY", "PAYMENTS_MASTER_KEY is not set. Production refuses to start without it"),
         ("DATABASE_URL", "DATABASE_URL is not set. Production refuses to fall back to SQLite."),
+        ("CELERY_BROKER_URL", "CELERY_BROKER_URL is not set. Production refuses the embedded broker"),
     ],
 )
 def test_production_refuses_to_start_without(missing, message, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -86,6 +88,7 @@ def test_production_reads_secrets_from_files(tmp_path) -> None:  # type: ignore[
         "DJANGO_SECRET_KEY_FILE": str(tmp_path / "secret"),
         "PAYMENTS_MASTER_KEY_FILE": str(tmp_path / "master"),
         "DATABASE_URL": COMPLETE["DATABASE_URL"],
+        "CELERY_BROKER_URL": COMPLETE["CELERY_BROKER_URL"],
     }
     result = start(env, tmp_path)
     assert result.returncode == 0, result.stderr

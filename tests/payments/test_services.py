@@ -836,7 +836,7 @@ def test_failed_refund_gives_the_amount_back(monkeypatch, earlier) -> None:  # t
     accepted = refund(txn, "60")
 
     def refuse(self, **kwargs):  # type: ignore[no-untyped-def]
-        raise TimeoutError("acquirer timed out")
+        return AcquirerResult(Outcome.DECLINED, decline_code="refund_refused", reason="refund refused")
 
     monkeypatch.setattr(SandboxAcquirer, "refund", refuse)
     failed = services.refund_execute(refund_id=accepted.pk)
@@ -849,6 +849,33 @@ def test_failed_refund_gives_the_amount_back(monkeypatch, earlier) -> None:  # t
     assert services.refund_execute(refund_id=accepted.pk).status == RefundStatus.FAILED
     txn.refresh_from_db()
     assert txn.refunded_amount == Decimal(earlier or "0")  # given back once, not twice
+
+
+def test_refund_technical_failure_is_retried_then_given_up(monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
+    """An acquirer that times out is asked again later (backoff), the amount stays
+    reserved meanwhile; after WEBHOOK_MAX_AGE_SECONDS the refund fails for good."""
+    txn = CapturedTransactionFactory(amount=Decimal("100.00"))
+    accepted = refund(txn, "60")
+
+    def time_out(self, **kwargs):  # type: ignore[no-untyped-def]
+        raise TimeoutError("acquirer timed out")
+
+    monkeypatch.setattr(SandboxAcquirer, "refund", time_out)
+    waiting = services.refund_execute(refund_id=accepted.pk)
+    assert waiting.status == RefundStatus.PENDING and waiting.attempts == 1
+    assert waiting.next_attempt_at > timezone.now() and waiting.lease_until is None
+    txn.refresh_from_db()
+    assert txn.refunded_amount == Decimal("60.00")  # still reserved
+    # Not due yet: a duplicate task does nothing.
+    assert services.refund_execute(refund_id=accepted.pk).attempts == 1
+    Refund.objects.filter(pk=accepted.pk).update(
+        next_attempt_at=timezone.now(), created_at=timezone.now() - timedelta(days=4)
+    )
+    failed = services.refund_execute(refund_id=accepted.pk)
+    assert failed.status == RefundStatus.FAILED and failed.attempts == 2
+    txn.refresh_from_db()
+    assert txn.refunded_amount == 0 and txn.status == TransactionStatus.CAPTURED
+    assert list(txn.events.values_list("type", flat=True)) == ["refund.failed"]
 
 
 def test_refund_of_a_terminal_sale(terminal) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,24 @@
+"""The Celery app: outbox deliveries (webhooks), refunds with the acquirer, the sweep.
+
+Reliability comes from the database, not from the broker: every piece of
+work is a row (a webhook delivery, a pending refund) written in the same
+transaction as the change it follows. Tasks take ids, claim their row with a
+conditional UPDATE and a lease, and are safe to run twice. A message the
+broker loses, or a worker killed mid-task, only delays the work: the
+periodic sweep (``payments.tasks.sweep_outbox``) re-enqueues every due row
+whose lease has run out.
+"""
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+
+# ``celery -A config`` finds this module by itself; Django processes import it
+# through ``payments.tasks`` (never from ``config/__init__``, which would set
+# the dev settings as a default for the production WSGI entry point too).
+app = Celery("gateway")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

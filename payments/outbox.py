@@ -1,0 +1,345 @@
+"""The outbox: events announcing state changes, and their webhook deliveries.
+
+Every rule of *when* a merchant hears about something, and how hard we try,
+is here:
+
+- ``event_emit`` is called by ``payments.services`` inside the database
+  transaction of the change it announces. It writes the event and one
+  delivery row per active endpoint of the merchant, and asks for the
+  deliveries to be queued **after** the commit (never before: a task must
+  not run for a change that may still roll back).
+- ``delivery_attempt`` (the Celery task's body) claims a delivery with a
+  conditional UPDATE and a lease, makes one signed HTTP call outside any
+  transaction, and records the attempt. A failed call is retried with
+  exponential backoff and jitter until the event is 3 days old.
+- ``outbox_sweep`` (Celery beat) re-queues every due row nobody holds: what a
+  dead broker or a killed worker left behind is delivered late, never lost.
+- Delivery is at least once: a receiver may see an event twice, with the
+  same ``id``; it verifies ``X-Gateway-Signature`` (``signature_header``).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import connection
+from django.db import transaction as db_transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from . import outbound, vault
+from .models import DeliveryAttempt, Event, Refund, Transaction, WebhookDelivery, WebhookEndpoint
+from .states import PROCESS_STATE, DeliveryStatus, EventType, RefundStatus
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Gateway-Signature"
+_SECRET_PURPOSE = "webhook-secret"
+_DELIVERY = WebhookDelivery._meta.db_table
+_ENDPOINT = WebhookEndpoint._meta.db_table
+
+
+# --- What an event says -----------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def transaction_data(txn: Transaction) -> dict[str, object]:
+    """A payment as merchants see it: never more of the card than first 6 / last 4."""
+    return {
+        "object": "payment",
+        "transaction": txn.pk,
+        "merchant_reference": txn.merchant_reference,
+        "door": str(txn.door),
+        "method": str(txn.method),
+        "status": str(txn.status),
+        "process_state": str(PROCESS_STATE[txn.status]),
+        "amount": f"{txn.amount:.2f}",
+        "currency": txn.currency,
+        "captured_amount": f"{txn.captured_amount:.2f}",
+        "refunded_amount": f"{txn.refunded_amount:.2f}",
+        "card": txn.masked_card,
+        "card_brand": str(txn.card_brand),
+        "failure_code": txn.failure_code,
+        "failure_message": txn.failure_message,
+    }
+
+
+def refund_data(refund: Refund, txn: Transaction) -> dict[str, object]:
+    return {
+        "object": "refund",
+        "refund": refund.pk,
+        "transaction": txn.pk,
+        "merchant_reference": txn.merchant_reference,
+        "reference": refund.reference,
+        "status": str(refund.status),
+        "amount": f"{refund.amount:.2f}",
+        "currency": txn.currency,
+        "transaction_status": str(txn.status),
+        "refunded_amount": f"{txn.refunded_amount:.2f}",
+        "failure_message": refund.failure_message,
+    }
+
+
+def _require_atomic() -> None:
+    # The event must commit with the change it announces, or not at all.
+    assert connection.in_atomic_block, "event_emit must run inside the change's transaction"
+
+
+def event_emit(
+    *, type: EventType, transaction: Transaction, refund: Refund | None = None
+) -> Event:
+    """Write an event and its deliveries in the caller's transaction."""
+    _require_atomic()
+    data = refund_data(refund, transaction) if refund is not None else transaction_data(transaction)
+    event = Event.objects.create(
+        public_id="evt_" + secrets.token_hex(12),
+        merchant_id=transaction.merchant_id,
+        type=type,
+        transaction_id=transaction.pk,
+        refund_id=refund.pk if refund is not None else None,
+        data=data,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_DELIVERY} (event_id, endpoint_id, status, attempts, next_attempt_at) "
+            f"SELECT %s, id, %s, 0, %s FROM {_ENDPOINT} WHERE merchant_id = %s AND is_active RETURNING id",
+            [event.pk, DeliveryStatus.PENDING.value, connection.ops.adapt_datetimefield_value(event.created_at),
+             transaction.merchant_id],
+        )
+        delivery_ids = [row[0] for row in cursor.fetchall()]
+    if delivery_ids:
+        db_transaction.on_commit(lambda: enqueue_deliveries(delivery_ids))
+    logger.info("event %s %s transaction=%s deliveries=%d", event.public_id, type, transaction.pk, len(delivery_ids))
+    return event
+
+
+def envelope(event: Event) -> bytes:
+    """The body sent for an event: the same bytes on every attempt."""
+    return json.dumps(
+        {"id": event.public_id, "type": event.type, "created": _iso(event.created_at), "data": event.data},
+        separators=(",", ":"),
+    ).encode()
+
+
+# --- Signing ------------------------------------------------------------------------
+
+
+def new_endpoint_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def seal_secret(secret: str) -> str:
+    return vault.seal(secret, purpose=_SECRET_PURPOSE)
+
+
+def endpoint_secret(endpoint: WebhookEndpoint) -> str:
+    return vault.unseal(endpoint.secret_sealed, purpose=_SECRET_PURPOSE)
+
+
+def signature_header(secret: str, body: bytes, *, timestamp: int | None = None) -> str:
+    """``t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`` (esipay.md)."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+# --- Retry policy ---------------------------------------------------------------------
+
+
+def retry_delay(attempts: int, *, rng: random.Random | None = None) -> float:
+    """Seconds before try ``attempts + 1``: exponential, capped, with jitter.
+
+    The ceiling doubles with each try (10 s, 20 s, 40 s ... up to 6 h); the
+    delay is drawn in its upper half, so retries of many deliveries that
+    failed together spread out instead of returning as one wave.
+    """
+    ceiling = min(
+        settings.WEBHOOK_RETRY_MAX_DELAY_SECONDS,
+        settings.WEBHOOK_RETRY_BASE_SECONDS * (2 ** max(0, min(attempts - 1, 30))),
+    )
+    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+def countdown_for(delay: float) -> float | None:
+    """The countdown to queue a retry with, or None to leave it to the sweep.
+
+    A countdown waits inside a worker, unacknowledged; past the broker's
+    visibility timeout Redis would hand the message to another worker.
+    """
+    return delay if delay <= settings.CELERY_MAX_COUNTDOWN_SECONDS else None
+
+
+def _given_up(created_at: datetime, now: datetime) -> bool:
+    return (now - created_at).total_seconds() >= settings.WEBHOOK_MAX_AGE_SECONDS
+
+
+# --- Queueing (after commit only) ----------------------------------------------------
+
+
+def _publish(task_name: str, ids: Iterable[int], countdown: float | None = None) -> int:
+    """Queue one task per id; a broker that is down is logged, not raised:
+    the rows are in the database and the sweep queues them again."""
+    from . import tasks  # the Celery app is loaded only where work is queued
+
+    task = getattr(tasks, task_name)
+    sent = 0
+    for pk in ids:
+        try:
+            task.apply_async((pk,), countdown=countdown)
+            sent += 1
+        except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; the sweep recovers
+            logger.warning("broker unavailable, %s(%s) left to the sweep: %s", task_name, pk, exc)
+            break
+    return sent
+
+
+def enqueue_deliveries(ids: Iterable[int], countdown: float | None = None) -> int:
+    return _publish("deliver_webhook", ids, countdown)
+
+
+def enqueue_refunds(ids: Iterable[int], countdown: float | None = None) -> int:
+    return _publish("execute_refund", ids, countdown)
+
+
+# --- Leases ---------------------------------------------------------------------------
+
+
+def _free(now: datetime) -> Q:
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
+def lease_claim(queryset: QuerySet, *, pk: int, now: datetime) -> bool:
+    """Claim a due, pending, unheld row for this worker: one conditional UPDATE,
+    so of two workers given the same id exactly one proceeds."""
+    return bool(
+        queryset.filter(pk=pk, next_attempt_at__lte=now)
+        .filter(_free(now))
+        .update(lease_until=now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS), attempts=F("attempts") + 1)
+    )
+
+
+# --- Delivering -----------------------------------------------------------------------
+
+
+def delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
+    """One try of a delivery, if it is due and no other worker holds it."""
+    now = timezone.now()
+    pending = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING)
+    if not lease_claim(pending, pk=delivery_id, now=now):
+        return None
+    delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+    endpoint, event = delivery.endpoint, delivery.event
+    if not endpoint.is_active:
+        WebhookDelivery.objects.filter(pk=delivery_id).update(
+            status=DeliveryStatus.FAILED, lease_until=None, completed_at=now
+        )
+        return delivery
+    body = envelope(event)
+    started = timezone.now()
+    try:
+        secret = endpoint_secret(endpoint)
+    except vault.VaultError as exc:
+        response = outbound.OutboundResponse(status=None, duration_ms=0, excerpt="", error=f"cannot sign: {exc}")
+    else:
+        response = outbound.post(
+            endpoint.url,
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "payment-gateway-webhooks/1",
+                "X-Gateway-Event": event.type,
+                "X-Gateway-Event-Id": event.public_id,
+                SIGNATURE_HEADER: signature_header(secret, body),
+            },
+        )
+    return _delivery_record(delivery, response, started=started)
+
+
+def _delivery_record(
+    delivery: WebhookDelivery, response: outbound.OutboundResponse, *, started: datetime
+) -> WebhookDelivery:
+    now = timezone.now()
+    retry_in: float | None = None
+    with db_transaction.atomic():
+        DeliveryAttempt.objects.create(
+            delivery=delivery,
+            started_at=started,
+            duration_ms=response.duration_ms,
+            status_code=response.status,
+            succeeded=response.success,
+            error=response.error[:255],
+            response_excerpt=response.excerpt[:500],
+        )
+        changes: dict[str, object] = {"lease_until": None, "last_status_code": response.status}
+        if response.success:
+            changes.update(status=DeliveryStatus.SUCCEEDED, completed_at=now)
+        elif _given_up(delivery.event.created_at, now):
+            changes.update(status=DeliveryStatus.FAILED, completed_at=now)
+        else:
+            retry_in = retry_delay(delivery.attempts + 1)
+            changes.update(next_attempt_at=now + timedelta(seconds=retry_in))
+        WebhookDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(**changes)
+        if retry_in is not None and (countdown := countdown_for(retry_in)) is not None:
+            db_transaction.on_commit(lambda: enqueue_deliveries([delivery.pk], countdown=countdown))
+    for field, value in changes.items():
+        setattr(delivery, field, value)
+    logger.info(
+        "webhook %s %s to %s: %s in %d ms%s",
+        delivery.event.public_id, delivery.event.type, urlsplit(delivery.endpoint.url).hostname,
+        response.status or response.error, response.duration_ms,
+        f", retry in {retry_in:.0f} s" if retry_in is not None else "",
+    )
+    return delivery
+
+
+def event_resend(*, event_id: int) -> int:
+    """Staff's resend: deliver the event again to every active endpoint of its
+    merchant (including endpoints added since), whatever happened before."""
+    with db_transaction.atomic():
+        event = Event.objects.select_for_update().get(pk=event_id)
+        endpoints = WebhookEndpoint.objects.filter(merchant_id=event.merchant_id, is_active=True)
+        ids = []
+        for endpoint in endpoints:
+            delivery, _ = WebhookDelivery.objects.get_or_create(event=event, endpoint=endpoint)
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(
+                status=DeliveryStatus.PENDING, next_attempt_at=timezone.now(), lease_until=None, completed_at=None
+            )
+            ids.append(delivery.pk)
+        db_transaction.on_commit(lambda: enqueue_deliveries(ids))
+    return len(ids)
+
+
+# --- The sweep --------------------------------------------------------------------------
+
+
+def outbox_sweep() -> dict[str, int]:
+    """Queue again every delivery and refund that is due, unheld, and has
+    waited longer than the grace (what the queue should have done already)."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.OUTBOX_SWEEP_GRACE_SECONDS)
+    batch = settings.OUTBOX_SWEEP_BATCH
+    deliveries = list(
+        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=cutoff)
+        .filter(_free(now)).order_by("next_attempt_at").values_list("pk", flat=True)[:batch]
+    )
+    refunds = list(
+        Refund.objects.filter(status=RefundStatus.PENDING, next_attempt_at__lte=cutoff)
+        .filter(_free(now)).order_by("next_attempt_at").values_list("pk", flat=True)[:batch]
+    )
+    found = {"deliveries": len(deliveries), "refunds": len(refunds)}
+    sent = {"deliveries_queued": enqueue_deliveries(deliveries), "refunds_queued": enqueue_refunds(refunds)}
+    if deliveries or refunds:
+        logger.info("outbox sweep: %s", {**found, **sent})
+    return {**found, **sent}

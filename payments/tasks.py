@@ -1,0 +1,30 @@
+"""Celery tasks: thin wrappers that take ids and call the core.
+
+Each is safe to run twice and to be killed at any point: the row it works
+on is claimed with a lease (``payments.outbox.lease_claim``), so a duplicate
+message finds it held or done, and a killed worker's row is picked up by the
+sweep once the lease runs out. ``acks_late`` and ``reject_on_worker_lost``
+(settings) make the broker give a message back if its worker dies.
+"""
+from __future__ import annotations
+
+from config.celery import app
+
+from . import outbox, services
+
+
+@app.task(name="payments.tasks.deliver_webhook")
+def deliver_webhook(delivery_id: int) -> str:
+    delivery = outbox.delivery_attempt(delivery_id=delivery_id)
+    return "skipped" if delivery is None else str(delivery.status)
+
+
+@app.task(name="payments.tasks.execute_refund")
+def execute_refund(refund_id: int) -> str:
+    refund = services.refund_execute(refund_id=refund_id)
+    return "missing" if refund is None else str(refund.status)
+
+
+@app.task(name="payments.tasks.sweep_outbox")
+def sweep_outbox() -> dict[str, int]:
+    return outbox.outbox_sweep()
