@@ -343,3 +343,41 @@ def outbox_sweep() -> dict[str, int]:
     if deliveries or refunds:
         logger.info("outbox sweep: %s", {**found, **sent})
     return {**found, **sent}
+
+
+# --- Endpoints -------------------------------------------------------------------------
+
+
+class EndpointURLInvalid(ValueError):
+    pass
+
+
+def endpoint_url_validate(url: str) -> str:
+    """An http(s) URL with a host and no credentials. Whether its address is
+    public is checked at every delivery (DNS answers change)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EndpointURLInvalid("a webhook URL is http:// or https:// with a host")
+    if parts.username or parts.password:
+        raise EndpointURLInvalid("a webhook URL must not contain credentials")
+    return url
+
+
+def webhook_endpoint_create(
+    *, merchant_pk: int, url: str, description: str = "", is_active: bool = True
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its signing secret, returned in clear this once."""
+    endpoint_url_validate(url)
+    secret = new_endpoint_secret()
+    endpoint = WebhookEndpoint.objects.create(
+        merchant_id=merchant_pk, url=url, description=description[:120],
+        secret_sealed=seal_secret(secret), is_active=is_active,
+    )
+    return endpoint, secret
+
+
+def webhook_endpoint_rotate_secret(*, endpoint_pk: int) -> str:
+    """A new signing secret (shown once); the old one stops working at once."""
+    secret = new_endpoint_secret()
+    WebhookEndpoint.objects.filter(pk=endpoint_pk).update(secret_sealed=seal_secret(secret))
+    return secret

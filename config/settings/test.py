@@ -5,3 +5,24 @@ PAYMENTS_MASTER_KEY = "test-master-key-not-for-production-0123456789"
 SECRET_KEY = "test-secret-key-not-for-production"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PAYMENTS_ALLOW_PRIVATE_CALLBACKS = True
+
+# Celery in tests: a queue of this test run's own, so that tasks published by
+# tests without a worker never reach another run's worker. The worker tests
+# start `celery worker` with the same GATEWAY_TEST_RUN (tests/support/workers.py).
+import os as _os  # noqa: E402
+
+from .base import CELERY_BROKER_URL, VAR_DIR as _VAR_DIR  # noqa: E402
+
+GATEWAY_TEST_RUN = _os.environ.setdefault("GATEWAY_TEST_RUN", str(_os.getpid()))
+CELERY_TASK_DEFAULT_QUEUE = f"gateway-test-{GATEWAY_TEST_RUN}"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker = _VAR_DIR / "broker-test" / GATEWAY_TEST_RUN
+    for _name in ("queue", "processed", "control"):
+        (_broker / _name).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker / "queue"),
+        "data_folder_out": str(_broker / "queue"),
+        "processed_folder": str(_broker / "processed"),
+        "control_folder": str(_broker / "control"),
+        "store_processed": False,
+    }
