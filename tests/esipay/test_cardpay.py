@@ -220,3 +220,42 @@ def test_card_numbers_never_reach_the_logs(merchant, return_url, caplog) -> None
     pay(merchant, cid="c3", card="4242424242", month="13")
     handler_output = "\n".join(record.getMessage() for record in caplog.records)
     assert "4242424242424242" not in handler_output and "4000000000000002" not in handler_output
+
+
+@pytest.mark.django_db(transaction=True)
+def test_repeats_of_one_cid_at_once_charge_once(return_url, shipped_defaults) -> None:  # type: ignore[no-untyped-def]
+    """6 merchant threads send the same cid at the same instant: one payment is
+    made, its return URL called once, and every call answers 200 with it."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    merchant = MerchantFactory(allowed_ips=["127.0.0.1"], callback_url=return_url.url)
+
+    def slow_ok(received):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)  # the first request is still confirming while the others arrive
+        return 200, b"ok"
+
+    return_url.answer = slow_ok
+    barrier = threading.Barrier(6)
+    results: list[tuple[int, dict]] = []
+
+    def call() -> None:
+        try:
+            barrier.wait(timeout=30)
+            response = pay(merchant, cid="same-order")
+            results.append((response.status_code, response.json()))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [status for status, _ in results] == [200] * 6, results
+    assert len({body["transaction"] for _, body in results}) == 1
+    assert sum(not body["repeated"] for _, body in results) == 1
+    assert Transaction.objects.filter(merchant=merchant).count() == 1
+    assert len(return_url.received) == 1
