@@ -17,7 +17,7 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_database_url() -> str:
+def database_url_for_workers() -> str:
     """The URL of the database the tests run on (pytest-django's test database)."""
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
@@ -42,7 +42,7 @@ class CeleryProcess:
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": database_url_for_workers(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "PAYMENTS_ALLOW_PRIVATE_CALLBACKS": "1",
             "PYTHONUNBUFFERED": "1",
