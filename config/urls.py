@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -9,3 +10,11 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("payments.doors.esipay.urls")),
 ]
+
+if settings.DEBUG:  # the demo merchant's server, for `make run` (merchants/demo_views.py)
+    from merchants import demo_views
+
+    urlpatterns += [
+        path("demo/esipay-return", demo_views.esipay_return, name="demo-esipay-return"),
+        path("demo/webhooks", demo_views.webhooks, name="demo-webhooks"),
+    ]

@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from merchants.models import Merchant
+from payments import outbox
 from payments import cards
 from payments.errors import CardBanned, NotAuthorized
 from payments.models import Ban
@@ -248,6 +249,14 @@ def test_seed_demo_is_idempotent_and_prints_working_credentials() -> None:
     assert authenticate(username="admin", password=first["staff"]["password"]) is None
     stored = all_stored_text()
     assert all(t["secret"] not in stored for t in second["terminals"]) and staff["password"] not in stored
+    # The demo merchant can take esipay payments and receives webhooks; the
+    # webhook secret, too, is rotated and printed at every run.
+    merchant = Merchant.objects.get(name="Demo Shop")
+    assert merchant.callback_url == "http://127.0.0.1:8000/demo/esipay-return"
+    [endpoint] = merchant.webhook_endpoints.all()
+    assert endpoint.url == second["webhook"]["url"] == "http://127.0.0.1:8000/demo/webhooks"
+    assert outbox.endpoint_secret(endpoint) == second["webhook"]["secret"] != first["webhook"]["secret"]
+    assert second["webhook"]["secret"] not in stored
 
 
 def test_seed_demo_text_output() -> None:
