@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 
+from payments.models import WebhookEndpoint
 from terminals.models import Terminal
 
 from .addresses import IPListFormField
@@ -39,6 +40,22 @@ class TerminalInline(admin.TabularInline):
         return obj.last_seen_at
 
 
+class WebhookEndpointInline(admin.TabularInline):
+    model = WebhookEndpoint
+    fields = ["url", "description", "is_active", "created_at"]
+    readonly_fields = fields  # never the sealed secret
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = "webhook endpoints"
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False  # added from the endpoint page, which shows the signing secret once
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False  # changed on the endpoint's own page
+
+
 @admin.register(Merchant)
 class MerchantAdmin(admin.ModelAdmin):
     form = MerchantForm
@@ -47,8 +64,8 @@ class MerchantAdmin(admin.ModelAdmin):
     search_fields = ["name", "=uuid"]
     search_help_text = "Name, or the exact UUID."
     readonly_fields = ["uuid", "created_at"]
-    inlines = [TerminalInline]
-    # change_form.html adds an "Add a terminal" link, preset to this merchant.
+    inlines = [TerminalInline, WebhookEndpointInline]
+    # change_form.html adds "Add a terminal" and "Add a webhook endpoint" links, preset to this merchant.
     change_form_template = "admin/merchants/merchant/change_form.html"
 
     def get_fields(self, request, obj=None):  # type: ignore[no-untyped-def]

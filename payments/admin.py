@@ -1,23 +1,67 @@
-"""The payment core in the back office: transactions, tokens, bans, limits.
+"""The payment core in the back office: transactions, tokens, refunds, bans,
+limits, webhook endpoints and events.
 
-Transactions and tokens are read-only here (they change only through
-payments.services); bans are added through ``ban_add`` so a card entered by
-number is stored as fingerprint + BIN + last four, never in clear.
+Transactions, tokens, refunds and events are read-only here (they change only
+through payments.services and payments.outbox); bans are added through
+``ban_add`` so a card entered by number is stored as fingerprint + BIN + last
+four, never in clear.
+
+A webhook endpoint's signing secret exists in clear only in the response that
+creates or rotates it: that response is rendered directly (no redirect), so
+the secret never passes through Django's message storage (a signed but
+readable cookie, or the session table), and is marked ``no-store`` for caches
+(the pattern of terminals/admin.py). ``secret_sealed`` is shown nowhere.
 """
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 from django import forms
-from django.contrib import admin
-from django.db.models import Exists, OuterRef, QuerySet
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html, format_html_join
 
-from . import services
-from .models import Ban, CardLimit, Refund, Token, Transaction
+from . import outbox, services
+from .models import (
+    Ban,
+    CardLimit,
+    DeliveryAttempt,
+    Event,
+    Refund,
+    Token,
+    Transaction,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from .money import CURRENCIES
-from .states import PROCESS_STATE, TOKEN_HOLDING_STATUSES, BanKind, ProcessState, statuses_in
+from .states import (
+    PROCESS_STATE,
+    TOKEN_HOLDING_STATUSES,
+    BanKind,
+    DeliveryStatus,
+    ProcessState,
+    statuses_in,
+)
+
+_WEBHOOK_SECRETS_ATTR = "_webhook_secrets_shown_once"
+
+
+def _local(moment) -> str:  # type: ignore[no-untyped-def]
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _transaction_link(pk: int | None) -> str:
+    if pk is None:
+        return ""
+    return format_html('<a href="{}">#{}</a>', reverse("admin:payments_transaction_change", args=[pk]), pk)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -48,13 +92,81 @@ class ProcessStateFilter(admin.SimpleListFilter):
 
 class RefundInline(admin.TabularInline):
     model = Refund
-    fields = ["created_at", "amount", "status", "reference", "failure_message", "completed_at"]
+    fields = ["created_at", "amount", "status", "attempts", "reference", "failure_message", "completed_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
+    show_change_link = True
 
     def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         return False
+
+
+def _delivery_summary(total: int, delivered: int, failed: int) -> str:
+    """One event's deliveries in a few words: "1/1 delivered", "pending", "failed"."""
+    if not total:
+        return format_html('<span class="delivery-state delivery-state-none">{}</span>', "no endpoint")
+    pending = total - delivered - failed
+    state = "pending" if pending else "failed" if failed else "delivered"
+    words = f"{delivered}/{total} delivered" if state == "delivered" else state
+    if state != "delivered" and delivered:
+        words += f" ({delivered}/{total} delivered)"
+    return format_html('<span class="delivery-state delivery-state-{}">{}</span>', state, words)
+
+
+def _event_type(event: Event) -> str:
+    # The type as merchants receive it ("payment.succeeded"), not its label.
+    return format_html('<code class="event-type">{}</code>', event.type)
+
+
+def _with_delivery_counts(queryset: QuerySet) -> QuerySet:
+    return queryset.annotate(
+        delivery_total=Count("deliveries"),
+        delivery_succeeded=Count("deliveries", filter=Q(deliveries__status=DeliveryStatus.SUCCEEDED)),
+        delivery_failed=Count("deliveries", filter=Q(deliveries__status=DeliveryStatus.FAILED)),
+    )
+
+
+class EventInline(admin.TabularInline):
+    """A transaction's events, linked to their pages (deliveries, resend)."""
+
+    model = Event
+    fk_name = "transaction"
+    fields = ["created_display", "type_display", "event_link", "deliveries_display"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "events (webhooks)"
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def get_queryset(self, request) -> QuerySet:  # type: ignore[no-untyped-def]
+        return _with_delivery_counts(super().get_queryset(request))
+
+    @admin.display(description="created")
+    def created_display(self, obj: Event) -> str:
+        return _local(obj.created_at)
+
+    @admin.display(description="type")
+    def type_display(self, obj: Event) -> str:
+        return _event_type(obj)
+
+    @admin.display(description="event id")
+    def event_link(self, obj: Event) -> str:
+        return format_html(
+            '<a href="{}" class="event-link">{}</a>', reverse("admin:payments_event_change", args=[obj.pk]),
+            obj.public_id,
+        )
+
+    @admin.display(description="deliveries")
+    def deliveries_display(self, obj: Event) -> str:
+        return _delivery_summary(
+            getattr(obj, "delivery_total", 0), getattr(obj, "delivery_succeeded", 0), getattr(obj, "delivery_failed", 0)
+        )
 
 
 @admin.register(Transaction)
@@ -70,7 +182,7 @@ class TransactionAdmin(ReadOnlyAdmin):
     search_help_text = "Transaction id, last four or BIN of the card, merchant, terminal id, check number, merchant reference."
     date_hierarchy = "created_at"
     list_select_related = ["merchant", "terminal"]
-    inlines = [RefundInline]
+    inlines = [RefundInline, EventInline]
     show_full_result_count = False
     # The detail page shows what people may see: the masked card, never the
     # keyed fingerprint (a lookup key for bans and limits, not for people).
@@ -257,3 +369,299 @@ class CardLimitAdmin(admin.ModelAdmin):
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
+
+
+# --- Refunds ---------------------------------------------------------------------------
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    """Refunds as staff follow them: carried out by a Celery task, retried on
+    the acquirer's technical failures (``attempts``), final when completed."""
+
+    list_display = [
+        "id", "transaction_link", "amount_display", "status_display", "attempts", "created_display",
+        "completed_display", "failure_message",
+    ]
+    list_filter = ["status", "created_at"]
+    search_fields = ["=id", "=transaction__id", "=reference"]
+    search_help_text = "Refund id, transaction id, or the merchant's reference of the refund."
+    list_select_related = ["transaction"]
+    show_full_result_count = False
+    fields = [
+        "transaction_link", "amount_display", "status_display", "reference", "acquirer_reference",
+        "failure_message", "attempts", "next_attempt_at", "created_at", "completed_at",
+    ]
+    readonly_fields = ["transaction_link", "amount_display", "status_display"]
+
+    @admin.display(description="transaction", ordering="transaction_id")
+    def transaction_link(self, obj: Refund) -> str:
+        return _transaction_link(obj.transaction_id)
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj: Refund) -> str:
+        return f"{obj.amount} {obj.transaction.currency}"
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: Refund) -> str:
+        return format_html('<span class="refund-status refund-status-{}">{}</span>', obj.status,
+                           obj.get_status_display())
+
+    @admin.display(description="created", ordering="created_at")
+    def created_display(self, obj: Refund) -> str:
+        return _local(obj.created_at)
+
+    @admin.display(description="completed", ordering="completed_at", empty_value="")
+    def completed_display(self, obj: Refund) -> str:
+        return _local(obj.completed_at)
+
+
+# --- Webhook endpoints -------------------------------------------------------------------
+
+
+class WebhookURLField(forms.URLField):
+    """An http(s) URL as the outbox accepts it (``outbox.endpoint_url_validate``)."""
+
+    def validate(self, value) -> None:  # type: ignore[no-untyped-def]
+        super().validate(value)
+        if value in self.empty_values:
+            return
+        try:
+            outbox.endpoint_url_validate(value)
+        except outbox.EndpointURLInvalid as exc:
+            raise forms.ValidationError(f"Not a valid webhook URL: {exc}.", code="invalid_webhook_url") from exc
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    url = WebhookURLField(
+        label="URL", max_length=500, assume_scheme="https",
+        help_text="Where the merchant receives events (POST, signed with X-Gateway-Signature).",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["merchant", "url", "description", "is_active"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
+    list_display = ["url", "merchant", "is_active", "created_at"]
+    list_filter = ["merchant", "is_active"]
+    search_fields = ["url", "description", "merchant__name"]
+    search_help_text = "URL, description or merchant name."
+    list_select_related = ["merchant"]
+    readonly_fields = ["created_at"]
+    actions = ["rotate_secret"]
+
+    def get_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+        fields = ["merchant", "url", "description", "is_active"]
+        return [*fields, "created_at"] if obj else fields
+
+    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+        # An endpoint receives one merchant's events: it never moves to another one.
+        return [*self.readonly_fields, "merchant"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj: WebhookEndpoint, form, change: bool) -> None:  # type: ignore[no-untyped-def]
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        endpoint, secret = outbox.webhook_endpoint_create(
+            merchant_pk=obj.merchant_id, url=obj.url, description=obj.description, is_active=obj.is_active
+        )
+        obj.pk = endpoint.pk
+        obj.refresh_from_db()
+        setattr(request, _WEBHOOK_SECRETS_ATTR, [(obj, secret)])
+
+    def response_add(self, request, obj, post_url_continue=None):  # type: ignore[no-untyped-def]
+        shown = getattr(request, _WEBHOOK_SECRETS_ATTR, None)
+        if not shown:
+            return super().response_add(request, obj, post_url_continue)
+        return self._secrets_response(request, shown, title="Webhook endpoint added")
+
+    def _secrets_response(self, request: HttpRequest, shown, *, title: str) -> TemplateResponse:  # type: ignore[no-untyped-def]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "endpoint_secrets": shown,
+        }
+        response = TemplateResponse(request, "admin/payments/webhookendpoint/secret.html", context)
+        add_never_cache_headers(response)  # Cache-Control: no-store among others
+        return response
+
+    @admin.action(description="Rotate the signing secret (shown once)", permissions=["change"])
+    def rotate_secret(self, request, queryset):  # type: ignore[no-untyped-def]
+        shown = [(endpoint, outbox.webhook_endpoint_rotate_secret(endpoint_pk=endpoint.pk))
+                 for endpoint in queryset.select_related("merchant")]
+        return self._secrets_response(request, shown, title="New webhook signing secrets")
+
+
+# --- Events and their deliveries ---------------------------------------------------------
+
+
+class WebhookDeliveryInline(admin.TabularInline):
+    """An event's deliveries, each with every HTTP attempt (a table: Django has no nested inlines)."""
+
+    model = WebhookDelivery
+    fields = ["endpoint_url", "status_display", "attempts", "next_attempt_display", "last_status_code",
+              "completed_display", "attempts_table"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "deliveries"
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def get_queryset(self, request) -> QuerySet:  # type: ignore[no-untyped-def]
+        return super().get_queryset(request).select_related("endpoint").prefetch_related("attempts_log")
+
+    @admin.display(description="endpoint")
+    def endpoint_url(self, obj: WebhookDelivery) -> str:
+        return format_html(
+            '<a href="{}" class="delivery-endpoint">{}</a>',
+            reverse("admin:payments_webhookendpoint_change", args=[obj.endpoint_id]), obj.endpoint.url,
+        )
+
+    @admin.display(description="status")
+    def status_display(self, obj: WebhookDelivery) -> str:
+        return format_html('<span class="delivery-status delivery-status-{}">{}</span>', obj.status,
+                           obj.get_status_display())
+
+    @admin.display(description="next attempt")
+    def next_attempt_display(self, obj: WebhookDelivery) -> str:
+        return _local(obj.next_attempt_at) if obj.status == DeliveryStatus.PENDING else ""
+
+    @admin.display(description="completed")
+    def completed_display(self, obj: WebhookDelivery) -> str:
+        return _local(obj.completed_at)
+
+    @admin.display(description="HTTP attempts")
+    def attempts_table(self, obj: WebhookDelivery) -> str:
+        attempts: list[DeliveryAttempt] = list(obj.attempts_log.all())  # newest first (Meta.ordering)
+        if not attempts:
+            return format_html('<span class="delivery-no-attempt">{}</span>', "not tried yet")
+        rows = format_html_join(
+            "",
+            '<tr class="delivery-attempt delivery-attempt-{}"><td class="attempt-started">{}</td>'
+            '<td class="attempt-result">{}</td><td class="attempt-duration">{} ms</td>'
+            '<td class="attempt-excerpt"><code>{}</code></td></tr>',
+            (
+                (
+                    "ok" if attempt.succeeded else "failed",
+                    _local(attempt.started_at),
+                    " ".join(part for part in (
+                        f"HTTP {attempt.status_code}" if attempt.status_code is not None else "", attempt.error
+                    ) if part),
+                    attempt.duration_ms,
+                    attempt.response_excerpt,  # the receiver's bytes: escaped by format_html_join
+                )
+                for attempt in attempts
+            ),
+        )
+        return format_html(
+            '<table class="delivery-attempts"><thead><tr><th>started</th><th>HTTP status / error</th>'
+            "<th>duration</th><th>response (excerpt)</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    """Events announced to merchants and how their webhooks went; staff may
+    resend one (to every active endpoint of its merchant)."""
+
+    list_display = [
+        "public_id", "type_display", "merchant", "transaction_link", "created_display", "deliveries_display",
+    ]
+    list_filter = ["type", "merchant", "created_at"]
+    search_fields = ["=public_id", "=transaction__id"]
+    search_help_text = "Event id (evt_…) or transaction id."
+    date_hierarchy = "created_at"
+    list_select_related = ["merchant"]
+    show_full_result_count = False
+    fields = ["public_id", "type_display", "merchant", "transaction_link", "refund_link", "created_at", "data_display"]
+    readonly_fields = ["type_display", "transaction_link", "refund_link", "data_display"]
+    inlines = [WebhookDeliveryInline]
+    actions = ["resend"]
+    # change_form.html adds the Resend button (a POST form to resend_view).
+    change_form_template = "admin/payments/event/change_form.html"
+
+    def get_queryset(self, request) -> QuerySet:  # type: ignore[no-untyped-def]
+        return _with_delivery_counts(super().get_queryset(request))
+
+    def has_resend_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        # Resending changes the deliveries: it takes the (otherwise unused) change permission of events.
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    def get_urls(self):  # type: ignore[no-untyped-def]
+        name = f"{self.opts.app_label}_{self.opts.model_name}_resend"
+        # Before the defaults: their "<path:object_id>/" would take ".../resend/" too.
+        return [path("<path:object_id>/resend/", self.admin_site.admin_view(self.resend_view), name=name),
+                *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):  # type: ignore[no-untyped-def]
+        extra_context = {**(extra_context or {}), "has_resend_permission": self.has_resend_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def resend_view(self, request: HttpRequest, object_id: str):  # type: ignore[no-untyped-def]
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        event = self.get_object(request, unquote(object_id))
+        if event is None:
+            raise Http404("No such event.")
+        if not self.has_resend_permission(request, event):
+            raise PermissionDenied
+        self._resend(request, [event])
+        return HttpResponseRedirect(reverse("admin:payments_event_change", args=[event.pk]))
+
+    def _resend(self, request: HttpRequest, events) -> None:  # type: ignore[no-untyped-def]
+        for event in events:
+            count = outbox.event_resend(event_id=event.pk)
+            if count:
+                self.message_user(request, f"Event {event.public_id} queued for {count} endpoint(s).",
+                                  messages.SUCCESS)
+            else:
+                self.message_user(request, f"Event {event.public_id} queued for 0 endpoint(s): its merchant "
+                                  "has no active webhook endpoint.", messages.WARNING)
+
+    @admin.action(description="Resend selected events", permissions=["resend"])
+    def resend(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        self._resend(request, queryset)
+
+    @admin.display(description="type", ordering="type")
+    def type_display(self, obj: Event) -> str:
+        return _event_type(obj)
+
+    @admin.display(description="transaction", ordering="transaction_id")
+    def transaction_link(self, obj: Event) -> str:
+        return _transaction_link(obj.transaction_id)
+
+    @admin.display(description="refund")
+    def refund_link(self, obj: Event) -> str:
+        if obj.refund_id is None:
+            return ""
+        return format_html('<a href="{}">refund {}</a>', reverse("admin:payments_refund_change", args=[obj.refund_id]),
+                           obj.refund_id)
+
+    @admin.display(description="created", ordering="created_at")
+    def created_display(self, obj: Event) -> str:
+        return _local(obj.created_at)
+
+    @admin.display(description="deliveries")
+    def deliveries_display(self, obj: Event) -> str:
+        return _delivery_summary(
+            getattr(obj, "delivery_total", 0), getattr(obj, "delivery_succeeded", 0), getattr(obj, "delivery_failed", 0)
+        )
+
+    @admin.display(description="data")
+    def data_display(self, obj: Event) -> str:
+        return format_html('<pre class="event-data">{}</pre>',
+                           json.dumps(obj.data, indent=2, sort_keys=True, ensure_ascii=False))

@@ -90,11 +90,15 @@ def card_validate(raw: object, policy: PanPolicy) -> str:
 
 
 def card_facts(pan: str) -> CardFacts:
+    """What may be kept of a card: exactly the digits ``mask_pan`` shows, so that
+    a short number (esipay takes 10 digits) is never stored whole as BIN + last four."""
+    masked = mask_pan(pan)
+    shows_digits = masked[:1].isdigit()
     return CardFacts(
         fingerprint=keys.fingerprint("card", pan),
-        bin=pan[:6],
-        last4=pan[-4:],
-        masked=mask_pan(pan),
+        bin=pan[:6] if shows_digits else "",
+        last4=pan[-4:] if shows_digits else "",
+        masked=masked,
     )
 
 

@@ -245,6 +245,7 @@ def delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
         WebhookDelivery.objects.filter(pk=delivery_id).update(
             status=DeliveryStatus.FAILED, lease_until=None, completed_at=now
         )
+        delivery.status, delivery.lease_until, delivery.completed_at = DeliveryStatus.FAILED, None, now
         return delivery
     body = envelope(event)
     started = timezone.now()
@@ -288,7 +289,7 @@ def _delivery_record(
         elif _given_up(delivery.event.created_at, now):
             changes.update(status=DeliveryStatus.FAILED, completed_at=now)
         else:
-            retry_in = retry_delay(delivery.attempts + 1)
+            retry_in = retry_delay(delivery.attempts)  # attempts counts this try (lease_claim)
             changes.update(next_attempt_at=now + timedelta(seconds=retry_in))
         WebhookDelivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING).update(**changes)
         if retry_in is not None and (countdown := countdown_for(retry_in)) is not None:

@@ -268,3 +268,12 @@ def test_pin_validate_property(text: str) -> None:
 )
 def test_card_brand(pan: str, brand: str) -> None:
     assert cards.card_brand(pan) == brand
+
+
+def test_card_facts_keep_only_what_the_mask_shows() -> None:
+    """A 10-digit number (esipay) would be stored whole as BIN + last four."""
+    short = cards.card_facts("4111222233")
+    assert (short.bin, short.last4, short.masked) == ("", "", "**********") and short.fingerprint
+    full = cards.card_facts("4242424242424242")
+    assert (full.bin, full.last4) == ("424242", "4242")
+    assert cards.card_facts("424242424242").bin == "424242"  # 12 digits: 6 + 4 shown, as mask_pan does
