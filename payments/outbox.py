@@ -37,6 +37,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from . import outbound, vault
+from .db import in_transaction
 from .models import DeliveryAttempt, Event, Refund, Transaction, WebhookDelivery, WebhookEndpoint
 from .states import PROCESS_STATE, DeliveryStatus, EventType, RefundStatus
 
@@ -248,6 +249,7 @@ def delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
         delivery.status, delivery.lease_until, delivery.completed_at = DeliveryStatus.FAILED, None, now
         return delivery
     body = envelope(event)
+    assert not in_transaction(), "no webhook call inside a transaction"
     started = timezone.now()
     try:
         secret = endpoint_secret(endpoint)

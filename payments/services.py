@@ -41,6 +41,7 @@ from terminals.models import Terminal
 
 from . import cards
 from . import outbox
+from .db import in_transaction
 from .acquirers.base import AcquirerResult, AuthorizationRequest, Outcome, get_acquirer
 from .errors import (
     AcquirerFailure,
@@ -506,15 +507,6 @@ def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, car
     exc.transaction_id = txn.pk
 
 
-def _in_transaction() -> bool:
-    """Inside an atomic block, not counting the ones a test case wraps each test in
-    (the rule Django applies to ``atomic(durable=True)``)."""
-    connection = db_transaction.get_connection()
-    return connection.in_atomic_block and any(
-        not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks
-    )
-
-
 def _call_acquirer(call, *args, **kwargs) -> AcquirerResult:  # type: ignore[no-untyped-def]
     """An acquirer call; an exception becomes a technical failure, never a crash."""
     try:
@@ -528,7 +520,7 @@ def _authorize_with_acquirer(
     txn: Transaction, *, pan: str, capture: bool, expiry: str = "", cvv: str = ""
 ) -> Transaction:
     """Step 2 and 3 of a payment: the acquirer's answer, recorded by one UPDATE."""
-    assert not _in_transaction(), "no acquirer call inside a transaction"
+    assert not in_transaction(), "no acquirer call inside a transaction"
     result = _call_acquirer(
         get_acquirer().authorize,
         AuthorizationRequest(
@@ -807,7 +799,7 @@ def refund_execute(*, refund_id: int) -> Refund | None:
     if refund is None or not claimed:
         return refund
     txn = refund.transaction
-    assert not _in_transaction(), "no acquirer call inside a transaction"
+    assert not in_transaction(), "no acquirer call inside a transaction"
     result = _call_acquirer(
         get_acquirer().refund,
         reference=txn.acquirer_reference, amount=refund.amount, currency=txn.currency, refund_id=refund.pk,

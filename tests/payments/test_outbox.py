@@ -921,3 +921,18 @@ def test_endpoint_url_refused(url) -> None:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("url", ["https://hooks.example.com/in", "http://127.0.0.1:8080/hook?x=1"])
 def test_endpoint_url_accepted(url) -> None:  # type: ignore[no-untyped-def]
     assert outbox.endpoint_url_validate(url) == url
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_webhook_call_is_made_inside_a_transaction(server) -> None:  # type: ignore[no-untyped-def]
+    """A merchant's slow server must never hold our row locks: delivering from
+    inside an atomic block is refused before any connection."""
+    txn = CapturedTransactionFactory()
+    add_endpoint(txn.merchant, url=server.url + "hooks")
+    with transaction.atomic():
+        emit(txn)
+    delivery = WebhookDelivery.objects.get()
+    with pytest.raises(AssertionError, match="inside a transaction"):
+        with transaction.atomic():
+            outbox.delivery_attempt(delivery_id=delivery.pk)
+    assert not server.received

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods
 from merchants.addresses import normalize_ip
 from merchants.models import Merchant
 from payments import cards, errors, outbound, services
+from payments.db import in_transaction
 from payments.models import Transaction
 from payments.states import Door
 
@@ -76,6 +77,7 @@ def _return_url_confirms(merchant: Merchant, cid: str):  # type: ignore[no-untyp
     """esipay's confirmation: a form POST to the return URL must answer 200."""
 
     def confirm(txn: Transaction) -> tuple[bool, str]:
+        assert not in_transaction(), "no return-URL call inside a transaction"
         response = outbound.post(
             merchant.callback_url,
             data={"type": "card", "amount": f"{txn.amount:.2f}", "transaction": str(txn.pk), "cid": cid},
