@@ -12,9 +12,12 @@ import re
 
 _PAN_LIKE = re.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)")
 # esipay carries the card number in the path, and accepts 10- and 11-digit
-# numbers that the pattern above would not catch: access logs and Django's
-# "Bad Request: /cardpay/..." lines mask that segment whatever its length.
-_ESIPAY_CARD_SEGMENT = re.compile(r"(/cardpay/[^/\s]+/[^/\s]+/)([^/\s]+)(?=/)")
+# numbers that the pattern above would not catch: in anything that looks like
+# an esipay path (access logs, Django's "Bad Request: /cardpay/..." and "Not
+# Found" lines, tracebacks), every run of 10 or more digits is masked, whatever
+# segment it is in (a truncated or malformed path shifts the segments).
+_ESIPAY_PATH = re.compile(r"/cardpay/\S*")
+_LONG_DIGITS = re.compile(r"\d{10,}")
 
 
 def _mask(match: re.Match[str]) -> str:
@@ -23,7 +26,7 @@ def _mask(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    text = _ESIPAY_CARD_SEGMENT.sub(lambda m: m.group(1) + "*" * min(len(m.group(2)), 19), text)
+    text = _ESIPAY_PATH.sub(lambda m: _LONG_DIGITS.sub(lambda d: "*" * len(d.group(0)), m.group(0)), text)
     return _PAN_LIKE.sub(_mask, text)
 
 

@@ -454,6 +454,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at"]
     actions = ["rotate_secret"]
 
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        # Its deliveries and their attempts are kept for staff: deactivate it instead.
+        return False
+
     def get_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
         fields = ["merchant", "url", "description", "is_active"]
         return [*fields, "created_at"] if obj else fields

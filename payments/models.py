@@ -214,6 +214,7 @@ class Refund(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     lease_until = models.DateTimeField(null=True, blank=True)
+    swept_at = models.DateTimeField(null=True, blank=True, help_text="Last queued again by the outbox sweep.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -316,12 +317,17 @@ class Event(models.Model):
 class WebhookDelivery(models.Model):
     """One event to one endpoint, until it is delivered or given up on."""
 
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
-    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    # PROTECT: deliveries and their attempts are kept for staff; an endpoint
+    # that is no longer wanted is deactivated, not deleted.
+    event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries")
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    # The 3 days of retries count from here: the event's time, or a resend.
+    started_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     lease_until = models.DateTimeField(null=True, blank=True)
+    swept_at = models.DateTimeField(null=True, blank=True, help_text="Last queued again by the outbox sweep.")
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -338,7 +344,7 @@ class WebhookDelivery(models.Model):
 class DeliveryAttempt(models.Model):
     """One HTTP call of a delivery, kept for staff."""
 
-    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempts_log")
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.PROTECT, related_name="attempts_log")
     started_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField()
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)

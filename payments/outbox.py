@@ -114,10 +114,10 @@ def event_emit(
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {_DELIVERY} (event_id, endpoint_id, status, attempts, next_attempt_at) "
-            f"SELECT %s, id, %s, 0, %s FROM {_ENDPOINT} WHERE merchant_id = %s AND is_active RETURNING id",
+            f"INSERT INTO {_DELIVERY} (event_id, endpoint_id, status, started_at, attempts, next_attempt_at) "
+            f"SELECT %s, id, %s, %s, 0, %s FROM {_ENDPOINT} WHERE merchant_id = %s AND is_active RETURNING id",
             [event.pk, DeliveryStatus.PENDING.value, connection.ops.adapt_datetimefield_value(event.created_at),
-             transaction.merchant_id],
+             connection.ops.adapt_datetimefield_value(event.created_at), transaction.merchant_id],
         )
         delivery_ids = [row[0] for row in cursor.fetchall()]
     if delivery_ids:
@@ -221,14 +221,21 @@ def _free(now: datetime) -> Q:
     return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
 
 
-def lease_claim(queryset: QuerySet, *, pk: int, now: datetime) -> bool:
+def lease_claim(queryset: QuerySet, *, pk: int, now: datetime) -> datetime | None:
     """Claim a due, pending, unheld row for this worker: one conditional UPDATE,
-    so of two workers given the same id exactly one proceeds."""
-    return bool(
+    so of two workers given the same id exactly one proceeds. Returns the
+    lease (its end, to the microsecond: the holder's token), or None.
+
+    The worker records its outcome only while the row still carries its
+    lease: one whose lease ran out (and was handed to another) writes nothing.
+    """
+    lease = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
+    claimed = (
         queryset.filter(pk=pk, next_attempt_at__lte=now)
         .filter(_free(now))
-        .update(lease_until=now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS), attempts=F("attempts") + 1)
+        .update(lease_until=lease, attempts=F("attempts") + 1)
     )
+    return lease if claimed else None
 
 
 # --- Delivering -----------------------------------------------------------------------
@@ -238,12 +245,13 @@ def delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
     """One try of a delivery, if it is due and no other worker holds it."""
     now = timezone.now()
     pending = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING)
-    if not lease_claim(pending, pk=delivery_id, now=now):
+    lease = lease_claim(pending, pk=delivery_id, now=now)
+    if lease is None:
         return None
     delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
     endpoint, event = delivery.endpoint, delivery.event
     if not endpoint.is_active:
-        WebhookDelivery.objects.filter(pk=delivery_id).update(
+        WebhookDelivery.objects.filter(pk=delivery_id, lease_until=lease).update(
             status=DeliveryStatus.FAILED, lease_until=None, completed_at=now
         )
         delivery.status, delivery.lease_until, delivery.completed_at = DeliveryStatus.FAILED, None, now
@@ -267,15 +275,24 @@ def delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
                 SIGNATURE_HEADER: signature_header(secret, body),
             },
         )
-    return _delivery_record(delivery, response, started=started)
+    return _delivery_record(delivery, response, started=started, lease=lease)
 
 
 def _delivery_record(
-    delivery: WebhookDelivery, response: outbound.OutboundResponse, *, started: datetime
+    delivery: WebhookDelivery, response: outbound.OutboundResponse, *, started: datetime, lease: datetime
 ) -> WebhookDelivery:
     now = timezone.now()
     retry_in: float | None = None
     with db_transaction.atomic():
+        # Still ours? A worker that outlived its lease must not overwrite the
+        # state of the worker the sweep gave the row to.
+        held = WebhookDelivery.objects.select_for_update().filter(
+            pk=delivery.pk, status=DeliveryStatus.PENDING, lease_until=lease
+        ).exists()
+        if not held:
+            logger.warning("delivery %s: lease lost before recording (%s), result dropped",
+                           delivery.pk, response.status or response.error)
+            return delivery
         DeliveryAttempt.objects.create(
             delivery=delivery,
             started_at=started,
@@ -288,7 +305,7 @@ def _delivery_record(
         changes: dict[str, object] = {"lease_until": None, "last_status_code": response.status}
         if response.success:
             changes.update(status=DeliveryStatus.SUCCEEDED, completed_at=now)
-        elif _given_up(delivery.event.created_at, now):
+        elif _given_up(delivery.started_at, now):
             changes.update(status=DeliveryStatus.FAILED, completed_at=now)
         else:
             retry_in = retry_delay(delivery.attempts)  # attempts counts this try (lease_claim)
@@ -316,8 +333,10 @@ def event_resend(*, event_id: int) -> int:
         ids = []
         for endpoint in endpoints:
             delivery, _ = WebhookDelivery.objects.get_or_create(event=event, endpoint=endpoint)
+            # A new 3 days from now, from the first step of the backoff.
             WebhookDelivery.objects.filter(pk=delivery.pk).update(
-                status=DeliveryStatus.PENDING, next_attempt_at=timezone.now(), lease_until=None, completed_at=None
+                status=DeliveryStatus.PENDING, started_at=timezone.now(), attempts=0, next_attempt_at=timezone.now(),
+                lease_until=None, completed_at=None, swept_at=None,
             )
             ids.append(delivery.pk)
         db_transaction.on_commit(lambda: enqueue_deliveries(ids))
@@ -327,20 +346,27 @@ def event_resend(*, event_id: int) -> int:
 # --- The sweep --------------------------------------------------------------------------
 
 
+def _sweepable(pending: QuerySet, now: datetime) -> list[int]:
+    """Due, unheld rows past the grace that this sweep did not queue recently;
+    stamped, so that a backlog is not fed the same rows every period."""
+    cutoff = now - timedelta(seconds=settings.OUTBOX_SWEEP_GRACE_SECONDS)
+    resweep = now - timedelta(seconds=settings.OUTBOX_RESWEEP_SECONDS)
+    ids = list(
+        pending.filter(next_attempt_at__lte=cutoff).filter(_free(now))
+        .filter(Q(swept_at__isnull=True) | Q(swept_at__lt=resweep))
+        .order_by("next_attempt_at").values_list("pk", flat=True)[: settings.OUTBOX_SWEEP_BATCH]
+    )
+    if ids:
+        pending.model.objects.filter(pk__in=ids).update(swept_at=now)
+    return ids
+
+
 def outbox_sweep() -> dict[str, int]:
     """Queue again every delivery and refund that is due, unheld, and has
     waited longer than the grace (what the queue should have done already)."""
     now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.OUTBOX_SWEEP_GRACE_SECONDS)
-    batch = settings.OUTBOX_SWEEP_BATCH
-    deliveries = list(
-        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=cutoff)
-        .filter(_free(now)).order_by("next_attempt_at").values_list("pk", flat=True)[:batch]
-    )
-    refunds = list(
-        Refund.objects.filter(status=RefundStatus.PENDING, next_attempt_at__lte=cutoff)
-        .filter(_free(now)).order_by("next_attempt_at").values_list("pk", flat=True)[:batch]
-    )
+    deliveries = _sweepable(WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING), now)
+    refunds = _sweepable(Refund.objects.filter(status=RefundStatus.PENDING), now)
     found = {"deliveries": len(deliveries), "refunds": len(refunds)}
     sent = {"deliveries_queued": enqueue_deliveries(deliveries), "refunds_queued": enqueue_refunds(refunds)}
     if deliveries or refunds:

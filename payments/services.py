@@ -713,6 +713,32 @@ def payment_card_confirmed(
         raise
 
 
+def payments_void_unconfirmed() -> int:
+    """Void esipay authorizations whose confirmation was abandoned.
+
+    A payment is captured only after its return URL said 200; if the request
+    that was confirming it died (a restart, a killed worker), or its void
+    failed, the authorization would hold the cardholder's money and the
+    merchant's cid forever. Run by the periodic sweep; a void that fails is
+    tried again at the next one. The deadline is far beyond what one
+    request can take, so a live request is never overtaken.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.ESIPAY_UNCONFIRMED_VOID_SECONDS)
+    abandoned = Transaction.objects.filter(
+        door=Door.ESIPAY, status=TransactionStatus.AUTHORIZED, updated_at__lt=cutoff
+    ).values_list("pk", "merchant_id")[:100]
+    voided = 0
+    for pk, merchant_pk in abandoned:
+        try:
+            payment_void(transaction_id=pk, merchant_pk=merchant_pk)
+        except PaymentError as exc:
+            logger.warning("unconfirmed esipay payment %s not voided yet: %s", pk, exc.message)
+            continue
+        voided += 1
+        logger.info("esipay payment %s voided: its confirmation was abandoned", pk)
+    return voided
+
+
 def _live_payment(*, merchant_pk: int, reference: str) -> Transaction | None:
     return Transaction.objects.filter(
         merchant_id=merchant_pk, merchant_reference=reference, status__in=LIVE_STATUSES
@@ -789,14 +815,17 @@ def refund_execute(*, refund_id: int) -> Refund | None:
     The refund is claimed with a lease (one worker at a time); the acquirer
     is called outside any transaction with the refund's id as its
     idempotency key, so a retry after a crash never refunds twice. Its
-    answer and the ``refund.*`` event commit together. A technical failure
-    is retried with backoff for up to 3 days; a refusal is final and gives
-    the reserved amount back.
+    answer and the ``refund.*`` event commit together, if the lease is
+    still this worker's. A refusal is final and gives the reserved amount
+    back. A technical failure proves nothing (the bank may have paid): the
+    refund stays pending, its amount reserved, and is asked again with
+    backoff (at most every 6 h) until the acquirer answers; after 3 days
+    each try is logged as an error for staff.
     """
     now = timezone.now()
-    claimed = outbox.lease_claim(Refund.objects.filter(status=RefundStatus.PENDING), pk=refund_id, now=now)
+    lease = outbox.lease_claim(Refund.objects.filter(status=RefundStatus.PENDING), pk=refund_id, now=now)
     refund = Refund.objects.select_related("transaction").filter(pk=refund_id).first()
-    if refund is None or not claimed:
+    if refund is None or lease is None:
         return refund
     txn = refund.transaction
     assert not in_transaction(), "no acquirer call inside a transaction"
@@ -808,17 +837,15 @@ def refund_execute(*, refund_id: int) -> Refund | None:
     with db_transaction.atomic():
         txn = Transaction.objects.select_for_update().get(pk=txn.pk)
         refund = Refund.objects.select_for_update().get(pk=refund_id)
-        if refund.status != RefundStatus.PENDING:
+        if refund.status != RefundStatus.PENDING or refund.lease_until != lease:
+            logger.warning("refund %s: lease lost before recording the acquirer's answer, dropped", refund_id)
             return refund
         refund.acquirer_reference = result.reference[:64]
         refund.lease_until = None
-        final_failure = result.outcome is Outcome.DECLINED or (
-            (now - refund.created_at).total_seconds() >= settings.WEBHOOK_MAX_AGE_SECONDS
-        )
         if result.approved:
             refund.status = RefundStatus.SUCCEEDED
             refund.completed_at = timezone.now()
-        elif final_failure:
+        elif result.outcome is Outcome.DECLINED:
             # Give the reserved amount back: it was never returned to the card.
             refund.status = RefundStatus.FAILED
             refund.completed_at = timezone.now()
@@ -832,6 +859,11 @@ def refund_execute(*, refund_id: int) -> Refund | None:
             retry_in = outbox.retry_delay(refund.attempts)
             refund.failure_message = (result.reason or "acquirer unavailable")[:255]
             refund.next_attempt_at = timezone.now() + timedelta(seconds=retry_in)
+            if (now - refund.created_at).total_seconds() >= settings.WEBHOOK_MAX_AGE_SECONDS:
+                logger.error(
+                    "refund %s of transaction %s still unanswered by the acquirer after %d tries: %s",
+                    refund.pk, txn.pk, refund.attempts, refund.failure_message,
+                )
         refund.save()
         if refund.status == RefundStatus.SUCCEEDED:
             outbox.event_emit(type=EventType.REFUND_SUCCEEDED, transaction=txn, refund=refund)

@@ -27,4 +27,6 @@ def execute_refund(refund_id: int) -> str:
 
 @app.task(name="payments.tasks.sweep_outbox")
 def sweep_outbox() -> dict[str, int]:
-    return outbox.outbox_sweep()
+    """Beat's periodic safety net: queue again what the broker or a dead worker
+    lost, and void esipay authorizations whose confirmation was abandoned."""
+    return {**outbox.outbox_sweep(), "unconfirmed_voided": services.payments_void_unconfirmed()}

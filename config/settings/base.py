@@ -128,6 +128,12 @@ OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=60.0)
 OUTBOX_SWEEP_SECONDS = env.float("OUTBOX_SWEEP_SECONDS", default=30.0)
 OUTBOX_SWEEP_GRACE_SECONDS = env.float("OUTBOX_SWEEP_GRACE_SECONDS", default=60.0)
 OUTBOX_SWEEP_BATCH = env.int("OUTBOX_SWEEP_BATCH", default=500)
+# A row the sweep queued is not queued again by it for this long (its message
+# may be waiting behind a backlog: re-queuing it would only grow the backlog).
+OUTBOX_RESWEEP_SECONDS = env.float("OUTBOX_RESWEEP_SECONDS", default=300.0)
+# An esipay authorization still waiting for its confirmation this long after
+# its last change was abandoned (its request died): the sweep voids it.
+ESIPAY_UNCONFIRMED_VOID_SECONDS = env.float("ESIPAY_UNCONFIRMED_VOID_SECONDS", default=120.0)
 
 # --- Celery -------------------------------------------------------------------
 # Default: an embedded broker that needs no server (kombu's filesystem
@@ -149,7 +155,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
+        # Redis: a broker that accepts and never answers (paused, failing over)
+        # must cost seconds, not hang the payment that publishes after commit.
+        "socket_connect_timeout": 2,
+        "socket_timeout": 2,
+    }
 # A countdown longer than this is left to the sweep instead (half the
 # visibility timeout: a task waiting in a worker is never redelivered early).
 CELERY_MAX_COUNTDOWN_SECONDS = CELERY_VISIBILITY_TIMEOUT_SECONDS // 2
@@ -159,6 +171,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+# A task never outlives its lease: a hung acquirer or merchant call is cut
+# (prefork pool) before the sweep could hand the same row to a second worker.
+CELERY_TASK_SOFT_TIME_LIMIT = max(5, int(OUTBOX_LEASE_SECONDS) - 15)
+CELERY_TASK_TIME_LIMIT = max(10, int(OUTBOX_LEASE_SECONDS) - 5)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

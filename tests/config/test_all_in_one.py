@@ -61,11 +61,16 @@ def test_make_run_serves_esipay_refunds_by_celery_and_delivers_webhooks(tmp_path
     try:
         uuid = seeded["merchant"]["uuid"]
         year = time.gmtime().tm_year + 2
+        for port in (web, esipay):  # every process up (the return URL is on the web port)
+            wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/admin/login/", timeout=5).status_code == 200,
+                     60, f"port {port}")
         paid = wait_for(lambda: httpx.get(
             f"http://127.0.0.1:{esipay}/cardpay/{uuid}/demo-1/4242424242424242/12/{year}/12.50", timeout=20
         ), 60, "esipay to answer")
         assert paid.status_code == 200, paid.text
         transaction = paid.json()["transaction"]
+        short = httpx.get(f"http://127.0.0.1:{esipay}/cardpay/{uuid}/demo-2/4242424242/13/{year}/1.00", timeout=20)
+        assert short.status_code == 400 and short.json()["code"] == "invalid_card_expiry"
         refunded = httpx.get(f"http://127.0.0.1:{web}/cardpay/{uuid}/{transaction}/2.50", timeout=20)
         assert refunded.status_code == 200 and refunded.json()["status"] == "pending"
 
@@ -89,4 +94,5 @@ def test_make_run_serves_esipay_refunds_by_celery_and_delivers_webhooks(tmp_path
     output = (tmp_path / "runall.log").read_text()
     assert code == 0, output[-3000:]
     assert "demo merchant: webhook refund.succeeded" in output and "signature ok" in output
-    assert "4242424242424242" not in output  # access logs mask the card segment
+    assert "/cardpay/" in output and "Bad Request" in output  # the access and warning lines are there...
+    assert "4242424242" not in output  # ...with the card masked, the 10-digit one too

@@ -89,6 +89,8 @@ def test_unknown_uuid_is_400(db, raw_uuid) -> None:  # type: ignore[no-untyped-d
         ("amount", "1.234", "invalid_amount"),
         ("amount", "abc", "invalid_amount"),
         ("amount", "1e3", "invalid_amount"),
+        ("amount", "12.500", "invalid_amount"),  # "at most 2 decimals", as written
+        ("amount", ".5", "invalid_amount"),
     ],
 )
 def test_each_bad_parameter_is_400(merchant, return_url, field, value, code) -> None:  # type: ignore[no-untyped-def]
@@ -211,15 +213,41 @@ def test_the_same_cid_at_another_merchant_is_another_payment(merchant, return_ur
 
 
 def test_card_numbers_never_reach_the_logs(merchant, return_url, caplog) -> None:  # type: ignore[no-untyped-def]
+    """What the log handlers write: every record (Django's "Bad Request: /cardpay/..."
+    lines included, whose loggers do not propagate to the root) goes through the
+    card filter, which masks card numbers of any length in esipay paths."""
     import logging
 
-    caplog.set_level(logging.DEBUG)
-    return_url.answer = lambda received: (500, b"no")
-    pay(merchant, card="4242424242424242")
-    pay(merchant, cid="c2", card="4000000000000002")
-    pay(merchant, cid="c3", card="4242424242", month="13")
-    handler_output = "\n".join(record.getMessage() for record in caplog.records)
-    assert "4242424242424242" not in handler_output and "4000000000000002" not in handler_output
+    from config.logging import RedactCardNumbers
+
+    for name in ("django", "django.server", "django.request"):
+        logger = logging.getLogger(name)
+        while not logger.handlers and logger.propagate and logger.parent:
+            logger = logger.parent
+        handlers = [h for h in logger.handlers if type(h) is logging.StreamHandler]  # ours, not pytest's
+        assert handlers and all(
+            any(isinstance(f, RedactCardNumbers) for f in h.filters) for h in handlers
+        ), f"{name} writes without the card filter"
+    django_logger = logging.getLogger("django")
+    django_logger.addHandler(caplog.handler)
+    try:
+        caplog.set_level(logging.DEBUG)
+        return_url.answer = lambda received: (500, b"no")
+        pay(merchant, card="4242424242424242")
+        pay(merchant, cid="c2", card="4000000000000002")
+        pay(merchant, cid="c3", card="4242424242", month="13")  # 10 digits, 400
+        Client().get(f"/cardpay/{merchant.uuid}/4242424242", REMOTE_ADDR="127.0.0.1")  # truncated: a refund path
+    finally:
+        django_logger.removeHandler(caplog.handler)
+    assert any("Bad Request: /cardpay/" in r.getMessage() for r in caplog.records)  # the lines are there...
+    card_filter, formatter = RedactCardNumbers(), logging.Formatter("%(message)s")
+    written = []
+    for record in caplog.records:
+        card_filter.filter(record)
+        written.append(formatter.format(record))
+    output = "\n".join(written)
+    for card in ("4242424242424242", "4000000000000002", "4242424242"):  # ...but masked
+        assert card not in output
 
 
 @pytest.mark.django_db(transaction=True)
@@ -259,3 +287,34 @@ def test_repeats_of_one_cid_at_once_charge_once(return_url, shipped_defaults) ->
     assert sum(not body["repeated"] for _, body in results) == 1
     assert Transaction.objects.filter(merchant=merchant).count() == 1
     assert len(return_url.received) == 1
+
+
+
+def test_an_abandoned_confirmation_is_voided_by_the_sweep(merchant, return_url, settings) -> None:  # type: ignore[no-untyped-def]
+    """The request confirming a payment died (a restart) and left it authorized:
+    the sweep voids it, the cardholder's money is released, the cid is free."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from payments import cards, services, tasks
+    from payments.states import Door
+
+    abandoned = services.payment_authorize(
+        merchant_pk=merchant.pk, door=Door.ESIPAY, card_number="4242424242424242", policy=cards.ESIPAY_PAN,
+        amount="12.50", capture=False, merchant_reference="lost-1",
+    )
+    recent = services.payment_authorize(
+        merchant_pk=merchant.pk, door=Door.ESIPAY, card_number="4242424242424242", policy=cards.ESIPAY_PAN,
+        amount="12.50", capture=False, merchant_reference="in-flight",
+    )
+    Transaction.objects.filter(pk=abandoned.pk).update(
+        updated_at=timezone.now() - timedelta(seconds=settings.ESIPAY_UNCONFIRMED_VOID_SECONDS + 1)
+    )
+    assert tasks.sweep_outbox()["unconfirmed_voided"] == 1
+    abandoned.refresh_from_db()
+    assert abandoned.status == TransactionStatus.VOIDED
+    assert list(abandoned.events.values_list("type", flat=True)) == ["payment.cancelled"]
+    assert Transaction.objects.get(pk=recent.pk).status == TransactionStatus.AUTHORIZED  # a live request's
+    retried = pay(merchant, cid="lost-1")
+    assert retried.status_code == 200 and retried.json()["transaction"] != abandoned.pk

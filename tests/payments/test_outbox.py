@@ -499,7 +499,14 @@ def test_sweep_leaves_fresh_held_and_finished_rows_alone(queue, settings) -> Non
     queue.calls.clear()
     outbox.event_resend(event_id=fresh.pk)  # due now (its on_commit never runs here)
     outbox.outbox_sweep()
-    assert queue.deliveries == [due.pk]
+    # The fresh one is within the grace; `due` was queued by the last sweep and
+    # may still be waiting behind a backlog: not queued again so soon.
+    assert queue.deliveries == []
+    WebhookDelivery.objects.filter(pk=due.pk).update(
+        swept_at=timezone.now() - timedelta(seconds=settings.OUTBOX_RESWEEP_SECONDS + 1)
+    )
+    outbox.outbox_sweep()
+    assert queue.deliveries == [due.pk]  # still not done long after: queued again
 
 
 # --- 6. Delivering: signed body, outcomes, retries ------------------------------------------------
@@ -603,11 +610,11 @@ def test_delivery_of_an_event_older_than_the_max_age_fails_for_good(server, hook
     delivery, _ = hooked
     server.answer = lambda received: (500, b"")
     age = settings.WEBHOOK_MAX_AGE_SECONDS
-    Event.objects.filter(pk=delivery.event_id).update(created_at=timezone.now() - timedelta(seconds=age - 3600))
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(started_at=timezone.now() - timedelta(seconds=age - 3600))
     outbox.delivery_attempt(delivery_id=delivery.pk)
     assert WebhookDelivery.objects.get(pk=delivery.pk).status == DeliveryStatus.PENDING  # not 3 days yet
     make_due(delivery)
-    Event.objects.filter(pk=delivery.event_id).update(created_at=timezone.now() - timedelta(seconds=age + 1))
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(started_at=timezone.now() - timedelta(seconds=age + 1))
     outbox.delivery_attempt(delivery_id=delivery.pk)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED and delivery.completed_at is not None
@@ -702,7 +709,8 @@ def test_lease_claim_is_exclusive_until_the_lease_runs_out(settings) -> None:  #
     add_endpoint(merchant)
     delivery = emit(CapturedTransactionFactory(merchant=merchant)).deliveries.get()
     now = timezone.now()
-    assert [outbox.lease_claim(pending_deliveries(), pk=delivery.pk, now=now) for _ in range(2)] == [True, False]
+    leases = [outbox.lease_claim(pending_deliveries(), pk=delivery.pk, now=now) for _ in range(2)]
+    assert leases == [now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS), None]
     delivery.refresh_from_db()
     assert delivery.attempts == 1
     assert delivery.lease_until == now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
@@ -872,6 +880,9 @@ def test_resend_puts_a_failed_delivery_back_and_reaches_new_endpoints(  # type: 
     for delivery in deliveries.values():
         assert delivery.status == DeliveryStatus.PENDING and delivery.completed_at is None
         assert delivery.lease_until is None and delivery.next_attempt_at <= timezone.now()
+        # A new 3 days, from the first step of the backoff (an old event is resent
+        # precisely because it failed for age).
+        assert delivery.attempts == 0 and (timezone.now() - delivery.started_at).total_seconds() < 60
     assert sorted(queue.deliveries) == sorted(d.pk for d in deliveries.values())
     for delivery in deliveries.values():  # due now: the queued tasks deliver at once
         assert outbox.delivery_attempt(delivery_id=delivery.pk).status == DeliveryStatus.SUCCEEDED
@@ -936,3 +947,27 @@ def test_no_webhook_call_is_made_inside_a_transaction(server) -> None:  # type: 
         with transaction.atomic():
             outbox.delivery_attempt(delivery_id=delivery.pk)
     assert not server.received
+
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_whose_lease_was_lost_records_nothing(server) -> None:  # type: ignore[no-untyped-def]
+    """The worker outlived its lease and the sweep handed the row to another:
+    the late answer must not overwrite the new holder's state."""
+    txn = CapturedTransactionFactory()
+    add_endpoint(txn.merchant, url=server.url + "hooks")
+    with transaction.atomic():
+        delivery = emit(txn).deliveries.get()
+
+    def taken_over(received):  # type: ignore[no-untyped-def]
+        try:  # another worker's lease, written from the server's thread (its own connection)
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(lease_until=timezone.now() + timedelta(minutes=5))
+        finally:
+            connection.close()
+        return 500, b"late"
+
+    server.answer = taken_over
+    outbox.delivery_attempt(delivery_id=delivery.pk)
+    row = WebhookDelivery.objects.get(pk=delivery.pk)
+    assert row.status == DeliveryStatus.PENDING and row.last_status_code is None
+    assert not DeliveryAttempt.objects.exists() and len(server.received) == 1

@@ -27,6 +27,15 @@ logger = logging.getLogger(__name__)
 
 _CID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 _TRANSACTION_ID = re.compile(r"[0-9]{1,18}\Z")
+# esipay.md: "a positive decimal with `.` and at most 2 decimals", written so:
+# "12.500" is refused here, even though the core's parser would read it.
+_AMOUNT = re.compile(r"[0-9]+(\.[0-9]{1,2})?\Z")
+
+
+def _amount(raw: str) -> str:
+    if not _AMOUNT.match(raw):
+        raise errors.InvalidAmount()
+    return raw
 
 _STATUS: dict[type[errors.PaymentError], int] = {
     errors.NotAuthorized: 403,
@@ -107,7 +116,7 @@ def card_payment(
             card_number=cardnumber,
             expiry_month=cardmonth,
             expiry_year=cardyear,
-            amount=amount,
+            amount=_amount(amount),
             policy=cards.ESIPAY_PAN,
             confirm=_return_url_confirms(payee, cid),
         )
@@ -133,7 +142,7 @@ def refund(request: HttpRequest, merchant: str, transaction: str, amount: str | 
         if not _TRANSACTION_ID.match(transaction):
             raise errors.TransactionNotFound()
         accepted = services.refund_request(
-            transaction_id=int(transaction), merchant_pk=payee.pk, amount=amount
+            transaction_id=int(transaction), merchant_pk=payee.pk, amount=None if amount is None else _amount(amount)
         )
     except _Refused as exc:
         return _error(exc.status, exc.code, exc.message)

@@ -45,8 +45,13 @@ class Command(BaseCommand):
         )
         if merchant.callback_url != return_url:  # made before esipay landed, or for another port
             Merchant.objects.filter(pk=merchant.pk).update(callback_url=return_url)
-        WebhookEndpoint.objects.filter(merchant=merchant, description=DEMO_ENDPOINT).exclude(url=webhook_url).delete()
+        # Deliveries are kept for staff: an endpoint for another port is deactivated, not deleted.
+        WebhookEndpoint.objects.filter(merchant=merchant, description=DEMO_ENDPOINT).exclude(url=webhook_url).update(
+            is_active=False
+        )
         endpoint = WebhookEndpoint.objects.filter(merchant=merchant, url=webhook_url).first()
+        if endpoint is not None and not endpoint.is_active:
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_active=True)
         if endpoint is None:
             endpoint, webhook_secret = outbox.webhook_endpoint_create(
                 merchant_pk=merchant.pk, url=webhook_url, description=DEMO_ENDPOINT
