@@ -201,3 +201,37 @@ def test_an_event_committed_while_the_broker_is_down_is_delivered_by_the_sweep( 
     wait_until(lambda: WebhookDelivery.objects.get().status == DeliveryStatus.SUCCEEDED, timeout=40,
                message="the sweep did not deliver the event")
     assert hook_types(webhooks) == ["payment.succeeded"]
+
+
+def test_a_broker_that_accepts_and_never_answers_costs_seconds_not_a_hang(merchant, webhooks, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A paused or black-holed Redis: the payment's publish after commit gives up
+    on the socket timeout (2 s), the payment is made, the sweep delivers later."""
+    import socket
+    import time
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # accepts (the kernel does), never answers
+    script = (
+        "import django, time; django.setup()\n"
+        "from payments import cards, services\nfrom payments.states import Door\n"
+        "t = time.monotonic()\n"
+        f"txn = services.payment_authorize(merchant_pk={merchant.pk}, door=Door.ESIPAY, "
+        "card_number='4242424242424242', policy=cards.ESIPAY_PAN, amount='5.00', capture=True)\n"
+        "print(txn.status, round(time.monotonic() - t, 1))\n"
+    )
+    env = {**dict(__import__("os").environ), "DJANGO_SETTINGS_MODULE": "config.settings.test",
+           "DATABASE_URL": database_url_for_workers(),
+           "CELERY_BROKER_URL": f"redis://127.0.0.1:{hole.getsockname()[1]}/0"}
+    try:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        hole.close()
+    assert done.returncode == 0, done.stderr
+    status, payment_seconds = done.stdout.split()
+    assert status == "captured" and "broker unavailable" in done.stderr
+    assert float(payment_seconds) < 10, f"the payment waited {payment_seconds} s on the broker (total {elapsed:.1f} s)"
+    assert WebhookDelivery.objects.get().status == DeliveryStatus.PENDING
