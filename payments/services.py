@@ -33,7 +33,6 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, connection
 from django.db import transaction as db_transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from merchants.models import Merchant

@@ -254,10 +254,9 @@ def test_card_numbers_never_reach_the_logs(merchant, return_url, caplog) -> None
 def test_repeats_of_one_cid_at_once_charge_once(return_url, shipped_defaults) -> None:  # type: ignore[no-untyped-def]
     """6 merchant threads send the same cid at the same instant: one payment is
     made, its return URL called once, and every call answers 200 with it."""
-    import threading
     import time
 
-    from django.db import connection
+    from tests.support.threads import run_at_once
 
     merchant = MerchantFactory(allowed_ips=["127.0.0.1"], callback_url=return_url.url)
 
@@ -266,22 +265,11 @@ def test_repeats_of_one_cid_at_once_charge_once(return_url, shipped_defaults) ->
         return 200, b"ok"
 
     return_url.answer = slow_ok
-    barrier = threading.Barrier(6)
-    results: list[tuple[int, dict]] = []
+    def call() -> tuple[int, dict]:
+        response = pay(merchant, cid="same-order")
+        return response.status_code, response.json()
 
-    def call() -> None:
-        try:
-            barrier.wait(timeout=30)
-            response = pay(merchant, cid="same-order")
-            results.append((response.status_code, response.json()))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=call) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    results = run_at_once([call] * 6)
     assert [status for status, _ in results] == [200] * 6, results
     assert len({body["transaction"] for _, body in results}) == 1
     assert sum(not body["repeated"] for _, body in results) == 1

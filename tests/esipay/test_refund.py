@@ -2,16 +2,15 @@
 was captured — also with many refund calls at once (real threads)."""
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from payments.models import Refund, Transaction
 from payments.states import RefundStatus, TransactionStatus
+from tests.support.threads import run_at_once
 from tests.factories import CapturedTransactionFactory, MerchantFactory
 
 from .test_cardpay import pay
@@ -103,26 +102,8 @@ def test_many_refund_calls_at_once_never_exceed_the_captured_amount(shipped_defa
     the transaction's row lock (CI); SQLite with its single writer."""
     merchant = MerchantFactory(allowed_ips=["127.0.0.1"])
     txn = CapturedTransactionFactory(merchant=merchant, amount=Decimal("100.00"))
-    barrier = threading.Barrier(10)
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def call() -> None:
-        try:
-            barrier.wait(timeout=30)
-            status = refund(merchant, txn.pk, "15.00").status_code
-            with lock:
-                statuses.append(status)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=call) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    statuses = run_at_once([lambda: refund(merchant, txn.pk, "15.00").status_code] * 10)
     assert Counter(statuses) == {200: 6, 400: 4}, statuses
     txn.refresh_from_db()
     assert txn.refunded_amount == Decimal("90.00") and txn.status == TransactionStatus.PARTIALLY_REFUNDED
     assert Refund.objects.filter(transaction=txn).count() == 6
-    print(f"database: {connection.vendor}")

@@ -7,47 +7,23 @@ with row locks and conditional UPDATEs; SQLite with IMMEDIATE transactions
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from payments import cards, services
 from payments.errors import AmountExceedsRemaining, InvalidState, TokenInvalid, TokenTriesExhausted
 from payments.models import Refund, Token, Transaction
 from payments.states import TOKEN_HOLDING_STATUSES, PaymentMethod, TransactionStatus
+from tests.support.threads import run_at_once
 from tests.factories import AuthorizedTransactionFactory, CapturedTransactionFactory, TerminalFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shipped_defaults")]
 
 THREADS = 8
-
-
-def run_at_once(calls: list[Callable[[], object]]) -> list[object]:
-    """Run the calls in threads released together; each result or the exception raised."""
-    barrier = threading.Barrier(len(calls))
-    results: list[object] = [None] * len(calls)
-
-    def worker(index: int, call: Callable[[], object]) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = call()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, c), daemon=True) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung"
-    return results
 
 
 def kinds(results: list[object]) -> Counter[str]:

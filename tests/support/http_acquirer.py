@@ -8,12 +8,12 @@ import os
 import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
 from payments.acquirers.base import AcquirerResult, Outcome
 from payments.acquirers.sandbox import SandboxAcquirer
+from tests.support.http_servers import MerchantServer, Received
 
 
 class HttpAcquirer(SandboxAcquirer):
@@ -42,41 +42,31 @@ class BankServer:
     refunded: dict[str, Decimal] = field(default_factory=dict)
     release: threading.Event = field(default_factory=threading.Event)
     first_call: threading.Event = field(default_factory=threading.Event)
-    url: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _http: MerchantServer | None = None
+
+    @property
+    def url(self) -> str:
+        return self._http.url if self._http else ""
+
+    def _answer(self, received: Received) -> tuple[int, bytes]:
+        key = received.headers["idempotency-key"]
+        with self._lock:
+            self.calls.append(key)
+            first = len(self.calls) == 1
+        if first:
+            self.first_call.set()
+            if self.hold_first:
+                self.release.wait(60)
+        with self._lock:
+            self.refunded.setdefault(key, Decimal(json.loads(received.body)["amount"]))
+        return 200, json.dumps({"reference": f"bank-{key}"}).encode()
 
     def start(self) -> BankServer:
-        bank = self
-        lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                key = self.headers["Idempotency-Key"]
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with lock:
-                    bank.calls.append(key)
-                    first = len(bank.calls) == 1
-                if first:
-                    bank.first_call.set()
-                    if bank.hold_first:
-                        bank.release.wait(60)
-                with lock:
-                    bank.refunded.setdefault(key, Decimal(body["amount"]))
-                payload = json.dumps({"reference": f"bank-{key}"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._http = MerchantServer(answer=self._answer).start()
         return self
 
     def stop(self) -> None:
         self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
+        if self._http:
+            self._http.stop()

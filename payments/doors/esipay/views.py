@@ -124,7 +124,7 @@ def card_payment(
         return _error(exc.status, exc.code, exc.message)
     except errors.PaymentError as exc:
         return _payment_error(exc)
-    except Exception:  # our own failure: nothing is left half-done (see services)
+    except Exception:  # our own failure: an authorization it left unconfirmed is voided by the sweep
         logger.exception("esipay card payment failed")
         return _error(500, "internal_error", "Internal error: retry later")
     txn = result.transaction
