@@ -126,6 +126,52 @@ def event_emit(
     return event
 
 
+_EVENT = Event._meta.db_table
+_SQL_EVENT_AFTER_CHANGE = (
+    # PostgreSQL: the change, its event and its deliveries in one statement
+    # (data-modifying CTEs), atomic by itself: one round trip on the terminals'
+    # hot path instead of BEGIN, three statements and COMMIT. No row changed,
+    # no event.
+    "WITH changed AS ({statement} RETURNING merchant_id), "
+    f"event AS (INSERT INTO {_EVENT} (public_id, merchant_id, type, transaction_id, refund_id, data, created_at) "
+    "SELECT %s, merchant_id, %s, %s, NULL, %s::jsonb, %s FROM changed RETURNING id, merchant_id, created_at) "
+    f"INSERT INTO {_DELIVERY} (event_id, endpoint_id, status, started_at, attempts, next_attempt_at) "
+    f"SELECT event.id, ep.id, %s, event.created_at, 0, event.created_at FROM event "
+    f"JOIN {_ENDPOINT} ep ON ep.merchant_id = event.merchant_id AND ep.is_active RETURNING id"
+)
+
+
+def event_emit_with_change(
+    *, statement: str, params: list[object], type: EventType, transaction: Transaction
+) -> None:
+    """Run ``statement`` (an UPDATE of one transaction, without RETURNING) and
+    write the event announcing it, in one database transaction.
+
+    ``transaction`` carries the values after the change (the event's data).
+    On PostgreSQL outside any atomic block this is a single statement; else
+    the UPDATE and ``event_emit`` run in one atomic block.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        with db_transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(statement, params)
+                changed = cursor.rowcount
+            if changed:
+                event_emit(type=type, transaction=transaction)
+        return
+    public_id = "evt_" + secrets.token_hex(12)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SQL_EVENT_AFTER_CHANGE.format(statement=statement),
+            [*params, public_id, type.value, transaction.pk, json.dumps(transaction_data(transaction)),
+             timezone.now(), DeliveryStatus.PENDING.value],
+        )
+        delivery_ids = [row[0] for row in cursor.fetchall()]
+    if delivery_ids:
+        db_transaction.on_commit(lambda: enqueue_deliveries(delivery_ids))  # autocommit: at once
+    logger.info("event %s %s transaction=%s deliveries=%d", public_id, type, transaction.pk, len(delivery_ids))
+
+
 def envelope(event: Event) -> bytes:
     """The body sent for an event: the same bytes on every attempt."""
     return json.dumps(

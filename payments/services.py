@@ -557,10 +557,10 @@ def _authorize_with_acquirer(
         event = EventType.PAYMENT_FAILED
     elif capture:
         event = EventType.PAYMENT_SUCCEEDED
-    with db_transaction.atomic():
+    if event is None:
         _txn_record_outcome(txn.pk, changes)
-        if event is not None:
-            outbox.event_emit(type=event, transaction=txn)
+    else:
+        outbox.event_emit_with_change(**_txn_outcome_statement(txn.pk, changes), type=event, transaction=txn)
     if result.outcome is Outcome.DECLINED:
         raise Declined(result.reason or "declined", decline_code=result.decline_code, transaction_id=txn.pk)
     if result.outcome is Outcome.ERROR:
@@ -572,16 +572,22 @@ def _authorize_with_acquirer(
     return txn
 
 
-def _txn_record_outcome(pk: int, changes: dict[str, object]) -> None:
-    """The acquirer's answer on a processing transaction: one UPDATE, precompiled."""
+def _txn_outcome_statement(pk: int, changes: dict[str, object]) -> dict[str, object]:
+    """The acquirer's answer on a processing transaction: one UPDATE, precompiled
+    (the ORM's own field preparation, without its query compiler)."""
     fields = [Transaction._meta.get_field(name) for name in changes]
     sql = (
         f"UPDATE {_TXN} SET {', '.join(f'{f.column} = %s' for f in fields)} "
         f"WHERE id = %s AND status = %s"
     )
     values = [_plain(f.get_db_prep_save(changes[f.name], connection)) for f in fields]
+    return {"statement": sql, "params": [*values, pk, TransactionStatus.PROCESSING.value]}
+
+
+def _txn_record_outcome(pk: int, changes: dict[str, object]) -> None:
+    update = _txn_outcome_statement(pk, changes)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*values, pk, TransactionStatus.PROCESSING.value])
+        cursor.execute(update["statement"], update["params"])
 
 
 def _claim(*, transaction_id: int, merchant_pk: int, expected: str) -> Transaction:

@@ -958,3 +958,25 @@ def test_a_delivery_whose_lease_was_lost_records_nothing(server) -> None:  # typ
     row = WebhookDelivery.objects.get(pk=delivery.pk)
     assert row.status == DeliveryStatus.PENDING and row.last_status_code is None
     assert not DeliveryAttempt.objects.exists() and len(server.received) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_the_answer_its_event_and_deliveries_are_one_statement(require_postgres, queue) -> None:  # type: ignore[no-untyped-def]
+    """The terminals' hot path: the acquirer's answer, the event and its deliveries
+    are written by one statement (atomic by itself), and queued after it."""
+    from django.test.utils import CaptureQueriesContext
+
+    merchant = MerchantFactory()
+    endpoint, _ = add_endpoint(merchant)
+    add_endpoint(merchant, "https://off.example.com/hook", active=False)
+    with CaptureQueriesContext(connection) as queries:
+        txn = authorize(merchant, capture=True, amount="33.10")
+    combined = [q["sql"] for q in queries.captured_queries if "WITH changed AS" in q["sql"]]
+    assert len(combined) == 1
+    event = only_event(transaction=txn)
+    assert event.type == EventType.PAYMENT_SUCCEEDED and event.merchant_id == merchant.pk
+    assert event.data["amount"] == "33.10" and event.data["status"] == "captured" and event.public_id.startswith("evt_")
+    [delivery] = WebhookDelivery.objects.filter(event=event)
+    assert delivery.endpoint_id == endpoint.pk and delivery.status == DeliveryStatus.PENDING
+    assert delivery.started_at == event.created_at == delivery.next_attempt_at
+    assert queue.deliveries == [delivery.pk] and not any(c["in_atomic"] for c in queue.calls)
