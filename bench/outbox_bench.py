@@ -86,6 +86,7 @@ def main() -> int:
     django.setup()
     from django.core.management import call_command
     from django.db import connection
+    from django.db.models import Count
 
     from merchants.models import Merchant
     from merchants.services import merchant_create
@@ -121,11 +122,12 @@ def main() -> int:
     merchant = merchant_create(name=name, allowed_ips=["127.0.0.1"])
     _, secret_box["s"] = outbox.webhook_endpoint_create(merchant_pk=merchant.pk, url=url)
 
+    worker_log = open(ROOT / "var" / "outbox-bench-worker.log", "w")  # noqa: SIM115 - read on failure
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "WARNING", "-Q", queue,
          "--concurrency", str(args.concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
          "-n", f"{queue}@%h"],
-        cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=worker_log, text=True,
         start_new_session=True,
     )
     try:
@@ -155,7 +157,8 @@ def main() -> int:
         deadline = time.monotonic() + args.timeout
         while deliveries.filter(status=DeliveryStatus.SUCCEEDED).count() < args.events:
             if time.monotonic() > deadline or worker.poll() is not None:
-                raise SystemExit(f"not all delivered: {deliveries.values('status').distinct()}")
+                counts = dict(deliveries.values_list("status").annotate(n=Count("id")))
+                raise SystemExit(f"not all delivered ({counts}); worker log: {worker_log.name}")
             time.sleep(0.2)
         finished = time.time()
         created = dict(deliveries.values_list("event__public_id", "event__created_at"))
