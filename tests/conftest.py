@@ -32,3 +32,17 @@ def terminal(db):  # type: ignore[no-untyped-def]
     from tests.factories import TerminalFactory
 
     return TerminalFactory()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_this_runs_embedded_broker():  # type: ignore[no-untyped-def]
+    """The embedded broker's folder of this test run (config/settings/test.py) goes with it."""
+    yield
+    import shutil
+    from pathlib import Path
+
+    from django.conf import settings
+
+    folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("data_folder_in")
+    if folder and "broker-test" in str(folder):
+        shutil.rmtree(Path(str(folder)).parent, ignore_errors=True)

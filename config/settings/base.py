@@ -10,6 +10,8 @@ from pathlib import Path
 
 import environ
 
+from .broker import filesystem_broker_options
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(environ.Env().str("GATEWAY_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -146,14 +148,7 @@ _FS_BROKER_DIR = Path(env.str("CELERY_FS_BROKER_DIR", default=str(VAR_DIR / "bro
 CELERY_VISIBILITY_TIMEOUT_SECONDS = env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=3600)
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The folders are made by the dev settings; production refuses this broker.
-    CELERY_FS_BROKER_FOLDERS = [_FS_BROKER_DIR / name for name in ("queue", "processed", "control")]
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_FS_BROKER_DIR / "queue"),
-        "data_folder_out": str(_FS_BROKER_DIR / "queue"),
-        "processed_folder": str(_FS_BROKER_DIR / "processed"),
-        "control_folder": str(_FS_BROKER_DIR / "control"),
-        "store_processed": False,
-    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(_FS_BROKER_DIR)
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,

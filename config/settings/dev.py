@@ -8,7 +8,7 @@ SECRET_KEY = dev_secret("DJANGO_SECRET_KEY", VAR_DIR)
 PAYMENTS_MASTER_KEY = dev_secret("PAYMENTS_MASTER_KEY", VAR_DIR)
 
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    from .base import CELERY_FS_BROKER_FOLDERS
+    from .base import CELERY_BROKER_TRANSPORT_OPTIONS
+    from .broker import make_broker_folders
 
-    for _folder in CELERY_FS_BROKER_FOLDERS:
-        _folder.mkdir(parents=True, exist_ok=True)
+    make_broker_folders(CELERY_BROKER_TRANSPORT_OPTIONS)

@@ -16,13 +16,7 @@ from .base import CELERY_BROKER_URL, VAR_DIR as _VAR_DIR  # noqa: E402
 GATEWAY_TEST_RUN = _os.environ.setdefault("GATEWAY_TEST_RUN", str(_os.getpid()))
 CELERY_TASK_DEFAULT_QUEUE = f"gateway-test-{GATEWAY_TEST_RUN}"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker = _VAR_DIR / "broker-test" / GATEWAY_TEST_RUN
-    for _name in ("queue", "processed", "control"):
-        (_broker / _name).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker / "queue"),
-        "data_folder_out": str(_broker / "queue"),
-        "processed_folder": str(_broker / "processed"),
-        "control_folder": str(_broker / "control"),
-        "store_processed": False,
-    }
+    from .broker import filesystem_broker_options, make_broker_folders
+
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(_VAR_DIR / "broker-test" / GATEWAY_TEST_RUN)
+    make_broker_folders(CELERY_BROKER_TRANSPORT_OPTIONS)
