@@ -11,9 +11,9 @@ def on_postgres() -> bool:
 
 @pytest.fixture
 def require_postgres() -> None:
-    """Row-lock races only mean something on PostgreSQL (CI runs them there)."""
+    """Row-lock races and PostgreSQL-only statements (CI runs them there)."""
     if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks: set DATABASE_URL (CI does)")
+        pytest.skip("needs PostgreSQL (row locks, or a PostgreSQL-only statement): set DATABASE_URL (CI does)")
 
 
 @pytest.fixture
