@@ -236,15 +236,16 @@ def _given_up(created_at: datetime, now: datetime) -> bool:
 
 
 def _publish(task_name: str, ids: Iterable[int], countdown: float | None = None) -> int:
-    """Queue one task per id; a broker that is down is logged, not raised:
-    the rows are in the database and the sweep queues them again."""
-    from . import tasks  # the Celery app is loaded only where work is queued
+    """Queue one task per id, by the task's name (the outbox never imports the
+    tasks module, which imports the services that import the outbox). A broker
+    that is down is logged, not raised: the rows are in the database and the
+    sweep queues them again."""
+    from config.celery import app  # loaded only where work is queued
 
-    task = getattr(tasks, task_name)
     sent = 0
     for pk in ids:
         try:
-            task.apply_async((pk,), countdown=countdown)
+            app.send_task(f"payments.tasks.{task_name}", args=(pk,), countdown=countdown)
             sent += 1
         except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; the sweep recovers
             logger.warning("broker unavailable, %s(%s) left to the sweep: %s", task_name, pk, exc)

@@ -42,22 +42,20 @@ SIGNATURE = re.compile(r"t=(\d+),v1=([0-9a-f]{64})\Z")
 
 
 class Queue:
-    """Stands in for the broker: records every apply_async of the two outbox tasks
+    """Stands in for the broker: records every task the outbox sends by name
     (and whether a transaction was open at that moment), or raises like a dead broker."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, object]] = []
         self.down = False
 
-    def recorder(self, name: str):  # type: ignore[no-untyped-def]
-        def apply_async(args=(), kwargs=None, countdown=None, **options):  # type: ignore[no-untyped-def]
-            if self.down:
-                raise OperationalError("[Errno 111] Connection refused")
-            self.calls.append({
-                "task": name, "id": args[0], "countdown": countdown, "in_atomic": connection.in_atomic_block,
-            })
-
-        return apply_async
+    def send_task(self, name: str, args=(), kwargs=None, countdown=None, **options):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise OperationalError("[Errno 111] Connection refused")
+        self.calls.append({
+            "task": name.rsplit(".", 1)[-1], "id": args[0], "countdown": countdown,
+            "in_atomic": connection.in_atomic_block,
+        })
 
     def ids(self, task: str) -> list[int]:
         return [call["id"] for call in self.calls if call["task"] == task]  # type: ignore[misc]
@@ -74,8 +72,9 @@ class Queue:
 @pytest.fixture(autouse=True)
 def queue(monkeypatch) -> Queue:  # type: ignore[no-untyped-def]
     recorded = Queue()
-    monkeypatch.setattr(tasks.deliver_webhook, "apply_async", recorded.recorder("deliver_webhook"))
-    monkeypatch.setattr(tasks.execute_refund, "apply_async", recorded.recorder("execute_refund"))
+    from config.celery import app
+
+    monkeypatch.setattr(app, "send_task", recorded.send_task)
     return recorded
 
 

@@ -201,7 +201,7 @@ def test_expired_token(terminal) -> None:  # type: ignore[no-untyped-def]
 def test_token_expires_after_its_ttl(terminal, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     token = issue(terminal)
     later = timezone.now() + timedelta(seconds=181)
-    monkeypatch.setattr(services.timezone, "now", lambda: later)
+    monkeypatch.setattr(timezone, "now", lambda: later)
     with pytest.raises(TokenInvalid):
         pay_card(terminal, token)
 

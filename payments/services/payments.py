@@ -1,0 +1,439 @@
+"""Payments: a terminal's sale with a token, card-not-present authorizations,
+captures, voids, and esipay's payment confirmed by the merchant.
+
+Shape of a payment (``payment_sale_with_token``, ``payment_authorize``):
+
+1. One database transaction: lock what the payment depends on (the token),
+   apply the gateway's rules (``screening``), and record the attempt: a
+   ``processing`` transaction, or a ``declined`` one with the reason. A
+   failed attempt still commits (it used a token try).
+2. Outside any transaction: ask the acquirer (it may do network I/O).
+3. One conditional UPDATE records the acquirer's answer, with its event.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, connection
+from django.db import transaction as db_transaction
+from django.utils import timezone
+
+from merchants.models import Merchant
+
+from .. import cards, outbox
+from ..acquirers.base import AuthorizationRequest, Outcome, get_acquirer
+from ..db import in_transaction
+from ..errors import (
+    AcquirerFailure,
+    AmountExceedsRemaining,
+    ConfirmationFailed,
+    Declined,
+    InvalidRequest,
+    InvalidState,
+    NotAuthorized,
+    PaymentError,
+    PaymentInProgress,
+    TokenInvalid,
+    TransactionNotFound,
+)
+from ..models import Transaction
+from ..money import parse_amount
+from ..states import LIVE_STATUSES, Door, EventType, PaymentMethod, TransactionStatus
+from .acquiring import acquirer_call
+from .screening import ScreenedCard, amount_or_none, screen_card, screen_check
+from .sql import TXN, plain
+from .tokens import token_claim_try
+
+logger = logging.getLogger(__name__)
+
+
+def payment_sale_with_token(
+    *,
+    terminal_pk: int,
+    token: object,
+    method: PaymentMethod,
+    amount: object,
+    card_type: str = "",
+    card_number: object = None,
+    pin: object = None,
+    check_number: object = None,
+) -> Transaction:
+    """A terminal's sale (authorize and capture at once), paid with a token.
+
+    Returns the captured transaction, or raises the first failed rule. An
+    attempt that fails after the token checks is committed as a declined
+    transaction (when its amount is valid) and uses one try of the token.
+    """
+    failure: PaymentError | None = None
+    pan = ""
+    try:
+        with db_transaction.atomic():
+            claimed = token_claim_try(terminal_pk=terminal_pk, value=token, method=method)
+            txn = Transaction(
+                merchant_id=claimed.merchant_pk,
+                terminal_id=terminal_pk,
+                token_id=claimed.pk,
+                door=Door.TERMINAL,
+                method=method,
+                currency=claimed.currency,
+            )
+            try:
+                if method == PaymentMethod.CHECK:
+                    txn.check_number, txn.amount = screen_check(
+                        check_number=check_number, amount=amount, token_pk=claimed.pk
+                    )
+                else:
+                    screened = screen_card(
+                        card_number=card_number,
+                        policy=cards.TERMINAL_PAN,
+                        amount=amount,
+                        currency=claimed.currency,
+                        brand=card_type,
+                        pin=pin,
+                        require_pin=method == PaymentMethod.CARD,
+                        contactless=method == PaymentMethod.CONTACTLESS,
+                        token_pk=claimed.pk,
+                    )
+                    pan = screened.pan
+                    _fill_card(txn, screened)
+                    txn.amount = screened.amount
+                txn.status = TransactionStatus.PROCESSING
+                _txn_insert(txn)
+            except TokenInvalid:
+                raise  # not an attempt: rolls back, the try is not used
+            except PaymentError as exc:
+                failure = exc
+                _record_declined(txn, exc, amount=amount, card_number=card_number)
+    except IntegrityError as exc:
+        # The partial unique index one_payment_per_token caught a race the
+        # lock did not (it never should): the token is used.
+        if "one_payment_per_token" in str(exc) or "token_id" in str(exc):
+            raise TokenInvalid() from None
+        raise
+    if failure is not None:
+        raise failure
+    return _authorize_with_acquirer(txn, pan=pan, capture=True)
+
+
+
+_TXN_FIELDS = [f for f in Transaction._meta.concrete_fields if not f.primary_key]
+_SQL_TXN_INSERT = (
+    f"INSERT INTO {TXN} ({', '.join(f.column for f in _TXN_FIELDS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_TXN_FIELDS))}) RETURNING id"
+)
+
+
+def _txn_insert(txn: Transaction) -> None:
+    """INSERT a transaction with one precompiled statement (the ORM's own
+    field preparation, without its query compiler)."""
+    values = [plain(f.get_db_prep_save(f.pre_save(txn, True), connection)) for f in _TXN_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_TXN_INSERT, values)
+        txn.pk = cursor.fetchone()[0]
+    txn._state.adding = False
+
+
+def payment_authorize(
+    *,
+    merchant_pk: int,
+    door: Door,
+    card_number: object,
+    policy: cards.PanPolicy,
+    amount: object,
+    capture: bool,
+    currency: str | None = None,
+    expiry: str = "",
+    cvv: str = "",
+    merchant_reference: str = "",
+) -> Transaction:
+    """A card-not-present authorization (captured at once when ``capture``)."""
+    merchant = Merchant.objects.filter(pk=merchant_pk, is_active=True).first()
+    if merchant is None:
+        raise NotAuthorized("Merchant not active")
+    currency = currency or merchant.currency
+    txn = Transaction(
+        merchant=merchant,
+        door=door,
+        method=PaymentMethod.CARD,
+        currency=currency,
+        merchant_reference=merchant_reference,
+    )
+    try:
+        screened = screen_card(card_number=card_number, policy=policy, amount=amount, currency=currency)
+    except PaymentError as exc:
+        _record_declined(txn, exc, amount=amount, card_number=card_number)
+        raise
+    _fill_card(txn, screened)
+    txn.amount = screened.amount
+    txn.status = TransactionStatus.PROCESSING
+    _txn_insert(txn)
+    return _authorize_with_acquirer(txn, pan=screened.pan, capture=capture, expiry=expiry, cvv=cvv)
+
+
+def _fill_card(txn: Transaction, screened: ScreenedCard) -> None:
+    txn.card_fingerprint = screened.facts.fingerprint
+    txn.card_bin = screened.facts.bin
+    txn.card_last4 = screened.facts.last4
+    txn.card_brand = screened.brand
+
+
+def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, card_number: object) -> None:
+    """Keep a declined attempt for staff, when there is an amount to show."""
+    value = amount_or_none(amount)
+    if value is None:
+        return
+    txn.amount = value
+    if isinstance(card_number, str) and not txn.card_fingerprint:
+        try:
+            pan = cards.card_validate(card_number, cards.PanPolicy(10, 19, luhn=False))
+        except PaymentError:
+            pass
+        else:
+            facts = cards.card_facts(pan)
+            txn.card_fingerprint, txn.card_bin, txn.card_last4 = facts.fingerprint, facts.bin, facts.last4
+    txn.status = TransactionStatus.DECLINED
+    txn.failure_code = exc.code
+    txn.failure_message = exc.message[:255]
+    with db_transaction.atomic():
+        txn.save()
+        outbox.event_emit(type=EventType.PAYMENT_FAILED, transaction=txn)
+    exc.transaction_id = txn.pk
+
+
+def _authorize_with_acquirer(
+    txn: Transaction, *, pan: str, capture: bool, expiry: str = "", cvv: str = ""
+) -> Transaction:
+    """Step 2 and 3 of a payment: the acquirer's answer, recorded by one UPDATE."""
+    assert not in_transaction(), "no acquirer call inside a transaction"
+    result = acquirer_call(
+        get_acquirer().authorize,
+        AuthorizationRequest(
+            transaction_id=txn.pk,
+            amount=txn.amount,
+            currency=txn.currency,
+            capture=capture,
+            pan=pan,
+            check_number=txn.check_number,
+            expiry=expiry,
+            cvv=cvv,
+        ),
+    )
+    now = timezone.now()
+    changes: dict[str, object] = {"acquirer_reference": result.reference[:64], "updated_at": now}
+    if result.approved:
+        changes.update(
+            status=TransactionStatus.CAPTURED if capture else TransactionStatus.AUTHORIZED,
+            authorized_amount=txn.amount,
+            captured_amount=txn.amount if capture else Decimal("0"),
+            authorization_code=result.authorization_code[:12],
+        )
+    else:
+        changes.update(
+            status=TransactionStatus.DECLINED if result.outcome is Outcome.DECLINED else TransactionStatus.ERROR,
+            failure_code=result.decline_code[:32],
+            failure_message=result.reason[:255],
+        )
+    for field, value in changes.items():
+        setattr(txn, field, value)
+    # The answer and its event commit together (the outbox). An authorization
+    # waiting for its capture announces nothing yet: the capture will.
+    event = None
+    if not result.approved:
+        event = EventType.PAYMENT_FAILED
+    elif capture:
+        event = EventType.PAYMENT_SUCCEEDED
+    if event is None:
+        _txn_record_outcome(txn.pk, changes)
+    else:
+        outbox.event_emit_with_change(**_txn_outcome_statement(txn.pk, changes), type=event, transaction=txn)
+    if result.outcome is Outcome.DECLINED:
+        raise Declined(result.reason or "declined", decline_code=result.decline_code, transaction_id=txn.pk)
+    if result.outcome is Outcome.ERROR:
+        raise AcquirerFailure(result.reason or "technical error", transaction_id=txn.pk)
+    logger.info(
+        "payment approved transaction=%s door=%s amount=%s %s card=%s",
+        txn.pk, txn.door, txn.amount, txn.currency, txn.masked_card or txn.check_number,
+    )
+    return txn
+
+
+def _txn_outcome_statement(pk: int, changes: dict[str, object]) -> dict[str, object]:
+    """The acquirer's answer on a processing transaction: one UPDATE, precompiled
+    (the ORM's own field preparation, without its query compiler)."""
+    fields = [Transaction._meta.get_field(name) for name in changes]
+    sql = (
+        f"UPDATE {TXN} SET {', '.join(f'{f.column} = %s' for f in fields)} "
+        f"WHERE id = %s AND status = %s"
+    )
+    values = [plain(f.get_db_prep_save(changes[f.name], connection)) for f in fields]
+    return {"statement": sql, "params": [*values, pk, TransactionStatus.PROCESSING.value]}
+
+
+def _txn_record_outcome(pk: int, changes: dict[str, object]) -> None:
+    update = _txn_outcome_statement(pk, changes)
+    with connection.cursor() as cursor:
+        cursor.execute(update["statement"], update["params"])
+
+
+def _claim(*, transaction_id: int, merchant_pk: int, expected: str) -> Transaction:
+    """Move a transaction from ``expected`` to processing, or explain why not.
+
+    A conditional UPDATE is the claim: of two concurrent captures (or a
+    capture and a void) exactly one matches a row.
+    """
+    claimed = Transaction.objects.filter(pk=transaction_id, merchant_id=merchant_pk, status=expected).update(
+        status=TransactionStatus.PROCESSING, updated_at=timezone.now()
+    )
+    txn = Transaction.objects.filter(pk=transaction_id, merchant_id=merchant_pk).first()
+    if txn is None:
+        raise TransactionNotFound()
+    if not claimed:
+        raise InvalidState(f"Transaction is {txn.get_status_display().lower()}")
+    return txn
+
+
+def payment_capture(*, transaction_id: int, merchant_pk: int, amount: object = None) -> Transaction:
+    """Capture an authorization, all of it or less, once."""
+    txn = Transaction.objects.filter(pk=transaction_id, merchant_id=merchant_pk).first()
+    if txn is None:
+        raise TransactionNotFound()
+    value = txn.authorized_amount if amount is None else parse_amount(amount)
+    if txn.status == TransactionStatus.AUTHORIZED and value > txn.authorized_amount:
+        raise AmountExceedsRemaining(txn.authorized_amount)
+    txn = _claim(transaction_id=transaction_id, merchant_pk=merchant_pk, expected=TransactionStatus.AUTHORIZED)
+    result = acquirer_call(
+        get_acquirer().capture, reference=txn.acquirer_reference, amount=value, currency=txn.currency
+    )
+    with db_transaction.atomic():
+        if result.approved:
+            Transaction.objects.filter(pk=txn.pk).update(
+                status=TransactionStatus.CAPTURED, captured_amount=value, updated_at=timezone.now()
+            )
+        else:
+            Transaction.objects.filter(pk=txn.pk).update(
+                status=TransactionStatus.AUTHORIZED, updated_at=timezone.now()
+            )
+        txn.refresh_from_db()
+        if result.approved:
+            outbox.event_emit(type=EventType.PAYMENT_SUCCEEDED, transaction=txn)
+    if not result.approved:
+        raise AcquirerFailure(result.reason or "capture failed", transaction_id=txn.pk)
+    return txn
+
+
+def payment_void(*, transaction_id: int, merchant_pk: int) -> Transaction:
+    """Cancel an authorization that was not captured."""
+    txn = _claim(transaction_id=transaction_id, merchant_pk=merchant_pk, expected=TransactionStatus.AUTHORIZED)
+    result = acquirer_call(get_acquirer().void, reference=txn.acquirer_reference)
+    status = TransactionStatus.VOIDED if result.approved else TransactionStatus.AUTHORIZED
+    with db_transaction.atomic():
+        Transaction.objects.filter(pk=txn.pk).update(status=status, updated_at=timezone.now())
+        txn.refresh_from_db()
+        if result.approved:
+            outbox.event_emit(type=EventType.PAYMENT_CANCELLED, transaction=txn)
+    if not result.approved:
+        raise AcquirerFailure(result.reason or "void failed", transaction_id=txn.pk)
+    return txn
+
+
+
+# --- Payments confirmed by the merchant (esipay) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfirmedPayment:
+    transaction: Transaction
+    repeated: bool  # a repeat of an earlier approved request: nothing was charged
+
+
+def payment_card_confirmed(
+    *,
+    merchant_pk: int,
+    door: Door,
+    reference: str,
+    card_number: object,
+    expiry_month: object,
+    expiry_year: object,
+    amount: object,
+    policy: cards.PanPolicy,
+    confirm: Callable[[Transaction], tuple[bool, str]],
+) -> ConfirmedPayment:
+    """A card-not-present sale that counts only once the merchant confirms it.
+
+    esipay's rule: the payment is authorized, the merchant's return URL is
+    called (``confirm``, outside any transaction), and only if it answers
+    yes is the payment captured; otherwise the authorization is voided
+    (``payment.cancelled``) and ConfirmationFailed raised.
+
+    ``reference`` (esipay's cid) is idempotent: one live payment per
+    merchant and reference (a partial unique index). A repeat of an approved
+    payment with the same card and amount returns it (``repeated``) and
+    charges nothing; with other data it is InvalidRequest. A repeat that
+    arrives while the first is in flight waits for its outcome. After a
+    declined or cancelled attempt the reference is free: a new attempt.
+    """
+    pan = cards.card_validate(card_number, policy)
+    expiry = cards.expiry_validate(expiry_month, expiry_year, today=timezone.localdate())
+    deadline = time.monotonic() + settings.ESIPAY_REPEAT_WAIT_SECONDS
+    while True:
+        earlier = _live_payment(merchant_pk=merchant_pk, reference=reference)
+        if earlier is not None:
+            settled = _repeat_of(earlier, pan=pan, amount=amount, deadline=deadline)
+            if settled is not None:
+                return ConfirmedPayment(settled, repeated=True)
+            continue  # the earlier attempt was cancelled or declined meanwhile: a new attempt
+        try:
+            txn = payment_authorize(
+                merchant_pk=merchant_pk, door=door, card_number=pan, policy=policy, amount=amount,
+                capture=False, expiry=expiry, merchant_reference=reference,
+            )
+        except IntegrityError as exc:
+            if "one_live_payment_per_reference" in str(exc) or "merchant_reference" in str(exc):
+                continue  # a concurrent request with this reference won the race: wait for it
+            raise
+        break
+    confirmed, reason = confirm(txn)
+    if not confirmed:
+        payment_void(transaction_id=txn.pk, merchant_pk=merchant_pk)
+        logger.info("payment %s cancelled: the merchant did not confirm (%s)", txn.pk, reason)
+        raise ConfirmationFailed(reason, transaction_id=txn.pk)
+    try:
+        return ConfirmedPayment(payment_capture(transaction_id=txn.pk, merchant_pk=merchant_pk), repeated=False)
+    except AcquirerFailure:
+        payment_void(transaction_id=txn.pk, merchant_pk=merchant_pk)
+        raise
+
+
+
+def _live_payment(*, merchant_pk: int, reference: str) -> Transaction | None:
+    return Transaction.objects.filter(
+        merchant_id=merchant_pk, merchant_reference=reference, status__in=LIVE_STATUSES
+    ).first()
+
+
+def _repeat_of(earlier: Transaction, *, pan: str, amount: object, deadline: float) -> Transaction | None:
+    """The earlier payment if this request repeats it, once it has settled.
+
+    None when it ended cancelled or declined (the reference is free again);
+    InvalidRequest when the card or amount differ; PaymentInProgress when it
+    is still in flight at the deadline.
+    """
+    value = parse_amount(amount)
+    if earlier.card_fingerprint != cards.card_facts(pan).fingerprint or earlier.amount != value:
+        raise InvalidRequest(
+            f"cid {earlier.merchant_reference!r} was already used for transaction {earlier.pk} "
+            "with another card or amount"
+        )
+    while earlier.status in (TransactionStatus.PROCESSING, TransactionStatus.AUTHORIZED):
+        if time.monotonic() >= deadline:
+            raise PaymentInProgress(transaction_id=earlier.pk)
+        time.sleep(0.1)
+        earlier.refresh_from_db()
+    return earlier if earlier.status in LIVE_STATUSES else None
+
+
