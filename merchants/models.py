@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models import Q
 
 from payments.money import CURRENCIES
 
@@ -27,9 +28,56 @@ class Merchant(models.Model):
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The merchant's public name in PLTOKEN authentication (secure API, IOTP):
+    # 32 lower-case hex, given with the first key pair (merchants.credentials).
+    app_id = models.CharField("app id", max_length=32, unique=True, null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+
+class ApiKeyPair(models.Model):
+    """A merchant's PLTOKEN key pair: ``app_key`` signs requests (HMAC-SHA256),
+    ``data_key`` encrypts payloads (AES-256-GCM). Both are shown once and kept
+    sealed (payments.vault): the gateway must read them back to verify and
+    encrypt. One pair is current (``expires_at`` empty); a rotated pair stays
+    valid until its ``expires_at`` (the grace period), so a merchant can roll
+    its servers over without a failed request."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="api_key_pairs")
+    app_key_sealed = models.TextField(editable=False)
+    data_key_sealed = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["merchant", "-created_at", "-id"]
+        verbose_name = "API key pair"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant"], condition=Q(expires_at__isnull=True), name="one_current_api_key_pair"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "current" if self.expires_at is None else f"valid until {self.expires_at:%Y-%m-%d %H:%M}"
+        return f"API keys of {self.merchant} ({state})"
+
+
+class ApiNonce(models.Model):
+    """A nonce seen in a PLTOKEN header, remembered until no request carrying
+    it could pass the timestamp check any more (``expires_at``): a replay in
+    that window is refused, by every process (the unique constraint)."""
+
+    app_id = models.CharField(max_length=32)
+    nonce = models.CharField(max_length=64)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app_id", "nonce"], name="api_nonce_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.app_id}:{self.nonce}"

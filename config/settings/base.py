@@ -216,3 +216,9 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
     },
 }
+
+# --- PLTOKEN credentials (secure API, IOTP: shared/contracts/secure-api.md) ----
+# A rotated key pair stays valid this long, so merchants roll over without a failed request.
+API_KEY_GRACE_SECONDS = env.int("API_KEY_GRACE_SECONDS", default=24 * 3600)
+# A signed request's timestamp may differ from the gateway's clock by at most this.
+API_SIGNATURE_MAX_SKEW_SECONDS = env.int("API_SIGNATURE_MAX_SKEW_SECONDS", default=300)
