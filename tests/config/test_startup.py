@@ -211,3 +211,19 @@ def test_wsgi_and_asgi_default_to_production(module, tmp_path) -> None:  # type:
     result = run([sys.executable, "-c", code], PRODUCTION, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["config.settings.production", "False"]
+
+
+# --- TRUSTED_PROXIES is checked at start-up -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["10.0.0.5/8", "proxy.internal", "10.0.0.5, 10.0.0.300"])
+def test_a_bad_trusted_proxies_entry_refuses_to_start(value, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = run(manage("runterminalserver", "--port", "0"), {"TRUSTED_PROXIES": value}, tmp_path)
+    assert_refused(result, "ImproperlyConfigured: TRUSTED_PROXIES:")
+
+
+def test_trusted_proxies_are_read_from_the_environment(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    code = "from django.conf import settings as s; print(','.join(s.TRUSTED_PROXIES))"
+    result = run(manage("shell", "-c", code), {"TRUSTED_PROXIES": "10.0.0.5, 10.1.0.0/16,unix"}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "10.0.0.5,10.1.0.0/16,unix"
