@@ -17,7 +17,7 @@ def main() -> None:
     from config.settings.secrets import MissingSecret
 
     try:
-        os.environ["DJANGO_SETTINGS_MODULE"] = manage_settings_module()
+        os.environ["DJANGO_SETTINGS_MODULE"] = manage_settings_module(argv=sys.argv[1:])
         from django.core.management import execute_from_command_line
 
         execute_from_command_line(sys.argv)

@@ -24,7 +24,7 @@ library and django-environ only.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import environ
 
@@ -63,15 +63,27 @@ def describe_database(database: Mapping[str, object]) -> str:
     return f"{engine} database {database.get('NAME') or '?'!s} on {host}"
 
 
-def manage_settings_module(env: Mapping[str, str] | None = None) -> str:
+def settings_option(argv: Sequence[str]) -> str:
+    """The value of Django's ``--settings`` option in a command line, or ""."""
+    for index, arg in enumerate(argv):
+        if arg == "--settings" and index + 1 < len(argv):
+            return argv[index + 1].strip()
+        if arg.startswith("--settings="):
+            return arg.split("=", 1)[1].strip()
+    return ""
+
+
+def manage_settings_module(env: Mapping[str, str] | None = None, argv: Sequence[str] = ()) -> str:
     """The settings module manage.py runs: the one named, else dev where dev is safe.
 
-    Raises RefusedToStart when nothing is named and the database is a server:
-    a production command (a listener, a migration, an import) run without
-    its settings must stop here, before the dev settings could generate keys.
+    Named means ``--settings`` on the command line (Django applies it) or
+    ``DJANGO_SETTINGS_MODULE``. Raises RefusedToStart when nothing is named
+    and the database is a server: a production command (a listener, a
+    migration, an import) run without its settings must stop here, before
+    the dev settings could generate keys.
     """
     env = os.environ if env is None else env
-    named = (env.get("DJANGO_SETTINGS_MODULE") or "").strip()
+    named = settings_option(argv) or (env.get("DJANGO_SETTINGS_MODULE") or "").strip()
     if named:
         return named
     url = database_url(env)

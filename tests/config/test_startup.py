@@ -227,3 +227,10 @@ def test_trusted_proxies_are_read_from_the_environment(tmp_path) -> None:  # typ
     result = run(manage("shell", "-c", code), {"TRUSTED_PROXIES": "10.0.0.5, 10.1.0.0/16,unix"}, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "10.0.0.5,10.1.0.0/16,unix"
+
+
+@pytest.mark.parametrize("option", [["--settings", "config.settings.production"], ["--settings=config.settings.production"]])
+def test_the_settings_option_names_the_settings_too(option, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = run(manage("shell", *option, "-c", PRINT_SETTINGS), PRODUCTION, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["module"] == "config.settings.production"
