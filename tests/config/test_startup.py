@@ -234,3 +234,13 @@ def test_the_settings_option_names_the_settings_too(option, tmp_path) -> None:  
     result = run(manage("shell", *option, "-c", PRINT_SETTINGS), PRODUCTION, tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["module"] == "config.settings.production"
+
+
+@pytest.mark.parametrize(("proxies", "header"), [("", None), ("10.0.0.5", ["HTTP_X_FORWARDED_PROTO", "https"])])
+def test_production_reads_x_forwarded_proto_only_behind_trusted_proxies(proxies, header, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Without a proxy any client could send X-Forwarded-Proto: https and be taken for HTTPS."""
+    code = "from django.conf import settings as s; import json; print(json.dumps(s.SECURE_PROXY_SSL_HEADER))"
+    env = {**PRODUCTION, "DJANGO_SETTINGS_MODULE": "config.settings.production", "TRUSTED_PROXIES": proxies}
+    result = run(manage("shell", "-c", code), env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == header
