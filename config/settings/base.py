@@ -2,7 +2,7 @@
 
 One base module (cookiecutter-django's layout): ``dev`` adds generated
 secrets and DEBUG, ``production`` refuses to start without its secrets.
-The variables are those of ``shared/contracts/operations.md``.
+Every variable is listed in ``docs/settings.md``.
 """
 from __future__ import annotations
 
@@ -110,6 +110,17 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 PAYMENTS_ACQUIRER = env.str("PAYMENTS_ACQUIRER", default="payments.acquirers.sandbox.SandboxAcquirer")
 PAYMENTS_ALLOW_PRIVATE_CALLBACKS = env.bool("PAYMENTS_ALLOW_PRIVATE_CALLBACKS", default=False)
 
+# --- Behind a proxy (docs/operations.md) -------------------------------------
+# Reverse proxies in front of the web app: addresses, networks, or "unix" (a
+# proxy on a Unix socket). Only a request whose direct peer is one of them has
+# its X-Forwarded-For read (right-most entry that is not a trusted proxy);
+# otherwise the caller is REMOTE_ADDR (payments/doors/http.py). A bad entry
+# refuses to start: a typo must not quietly trust nobody, or everybody.
+TRUSTED_PROXIES = [entry.strip() for entry in env.list("TRUSTED_PROXIES", default=[]) if entry.strip()]
+from payments.doors.http import parse_trusted_proxies as _parse_trusted_proxies  # noqa: E402
+
+_parse_trusted_proxies(TRUSTED_PROXIES)
+
 # A repeat of an esipay cid waits this long for the first request's outcome.
 ESIPAY_REPEAT_WAIT_SECONDS = env.float("ESIPAY_REPEAT_WAIT_SECONDS", default=15.0)
 
@@ -183,7 +194,7 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
-# --- Terminal listener (shared/contracts/terminal.md) -----------------------
+# --- Terminal listener (docs/terminal.md) -----------------------------------
 TERMINAL_TOKEN_TTL_SECONDS = env.int("TERMINAL_TOKEN_TTL_SECONDS", default=180)
 TERMINAL_IDLE_TIMEOUT_SECONDS = env.float("TERMINAL_IDLE_TIMEOUT_SECONDS", default=300.0)
 TERMINAL_REQUEST_TIMEOUT_SECONDS = env.float("TERMINAL_REQUEST_TIMEOUT_SECONDS", default=30.0)

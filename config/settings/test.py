@@ -1,5 +1,13 @@
-"""Tests: the dev settings with fixed keys and fast password hashing."""
-from .dev import *  # noqa: F401,F403
+"""Tests: the dev settings' defaults with fixed keys and fast password hashing.
+
+Built on ``base``, not ``dev``: the dev settings refuse to generate a master
+key for a server database, and CI runs the tests on PostgreSQL with no key
+configured; the tests' keys are fixed here instead.
+"""
+from .base import *  # noqa: F401,F403
+from .base import env as _env
+
+DEBUG = _env.bool("DJANGO_DEBUG", default=True)
 
 PAYMENTS_MASTER_KEY = "test-master-key-not-for-production-0123456789"
 SECRET_KEY = "test-secret-key-not-for-production"

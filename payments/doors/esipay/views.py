@@ -16,10 +16,10 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from merchants.addresses import normalize_ip
 from merchants.models import Merchant
 from payments import cards, errors, outbound, services
 from payments.db import in_transaction
+from payments.doors.http import caller_address
 from payments.models import Transaction
 from payments.states import Door
 
@@ -72,10 +72,7 @@ def _merchant_for(request: HttpRequest, raw_uuid: str) -> Merchant:
     merchant = Merchant.objects.filter(uuid=merchant_uuid).first()
     if merchant is None:
         raise _Refused(400, "unknown_merchant", "Unknown merchant uuid")
-    try:
-        caller = normalize_ip(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        caller = ""
+    caller = caller_address(request)  # REMOTE_ADDR, or X-Forwarded-For from a trusted proxy
     if not merchant.is_active or caller not in merchant.allowed_ips:
         logger.warning("esipay: merchant %s called from unregistered address %s", merchant.uuid, caller or "?")
         raise _Refused(403, "forbidden_address", "This address is not registered for the merchant")
