@@ -76,6 +76,6 @@ def payment_instrument_inquiry(call: Call, ctx: Context) -> ET.Element:
         child(response, "PaymentInstrumentProperty", {
             "PropertyType": "PaymentLimit",
             "PropertyValue": f"{limit:.2f} {currency}",
-            "PropertyDesc": f"Most one {services.IOTP_BRANDS[brand][1]} payment may be: {limit:.2f} {currency}",
+            "PropertyDesc": f"The most one {services.IOTP_BRANDS[brand][1]} payment may be: {limit:.2f} {currency}",
         })
     return response

@@ -98,6 +98,10 @@ class _Admission:
 
 
 admission = _Admission()
+# The answer of last resort, rendered once: used if even an error cannot be rendered.
+_LAST_RESORT = document(error_element(IotpError(
+    "UnknownError", "Internal error of the gateway: retry later", element="IotpPaymentApiRequest",
+)))
 
 
 def _xml(body: bytes) -> HttpResponse:
@@ -162,6 +166,9 @@ def iotp(request: HttpRequest) -> HttpResponse:
         return _error(_busy("The gateway is serving as many IOTP requests as it may: retry shortly"))
     try:
         return _serve(request)
+    except Exception:  # never a 500
+        logger.exception("IOTP answer could not be rendered")
+        return _xml(_LAST_RESORT)
     finally:
         admission.leave()
 

@@ -115,7 +115,7 @@ def packaged(call: Call, *element_names: str) -> list[Packaged]:
 
 def packaged_element(parent: ET.Element, tag: str, *, name: str, text: str, transform: str = "NONE",
                      content: str = "") -> ET.Element:
-    element = ET.SubElement(parent, f"{{{NS}}}{tag}", {"Name": name})
+    element = ET.SubElement(parent, tag, {"Name": name})
     if content:
         element.set("Content", content)
     element.set("Transform", transform)
@@ -124,22 +124,26 @@ def packaged_element(parent: ET.Element, tag: str, *, name: str, text: str, tran
 
 
 # --- Answers ----------------------------------------------------------------------------
+# Answers are built with unqualified tags under a root that declares the API's
+# namespace as the default one (xmlns), so every element is in it; attributes,
+# as XML wants, are in no namespace (ElementTree's default_namespace option
+# would refuse them).
 
 
 def element(tag: str, attributes: dict[str, str] | None = None) -> ET.Element:
-    return ET.Element(f"{{{NS}}}{tag}", {k: v for k, v in (attributes or {}).items() if v != ""})
+    return ET.Element(tag, {k: v for k, v in (attributes or {}).items() if v != ""})
 
 
 def child(parent: ET.Element, tag: str, attributes: dict[str, str] | None = None) -> ET.Element:
-    return ET.SubElement(parent, f"{{{NS}}}{tag}", {k: v for k, v in (attributes or {}).items() if v != ""})
+    return ET.SubElement(parent, tag, {k: v for k, v in (attributes or {}).items() if v != ""})
 
 
 def document(*parts: ET.Element) -> bytes:
     """One IotpPaymentApiResponse around ``parts``, indented, UTF-8."""
-    root = ET.Element(f"{{{NS}}}{RESPONSE_ROOT}")
+    root = ET.Element(RESPONSE_ROOT, {"xmlns": NS})
     root.extend(parts)
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True, default_namespace=NS) + b"\n"
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
 def error_element(error: IotpError) -> ET.Element:
