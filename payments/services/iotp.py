@@ -197,12 +197,14 @@ def iotp_payment_limit(*, merchant_pk: int, brand_id: str) -> tuple[Decimal | No
 
 def _check_card_brand(card: CardData, brand_id: str) -> None:
     """A card of another network than BrandId's is refused before anything is
-    recorded; a number that is not a card number at all is left to the core's
-    screening (a declined attempt, as at every door)."""
+    recorded. A number of no known network (the banned 0000000000000000) or
+    that is not a card number at all is left to the core's screening (a
+    declined attempt, as at every door; the terminal contract's rule)."""
     pan = card.pan
     if not (pan.isascii() and pan.isdigit() and 12 <= len(pan) <= 19):
         return
-    if _NETWORK.get(cards.card_brand(pan)) != _NETWORK[BRANDS[brand_id][0]]:
+    network = _NETWORK.get(cards.card_brand(pan))
+    if network is not None and network != _NETWORK[BRANDS[brand_id][0]]:
         raise BrandMismatch(f"The card is not a {BRANDS[brand_id][1]} card")
 
 

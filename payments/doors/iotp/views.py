@@ -155,8 +155,9 @@ def _dispatch(body: bytes, ctx: Context) -> HttpResponse:
 
 
 def _content_type_ok(request: HttpRequest) -> bool:
+    # No Content-Type at all (an empty body) is left to the XML parser to refuse.
     media = (request.content_type or "").split(";")[0].strip().lower()
-    return media in CONTENT_TYPES
+    return media in ("", *CONTENT_TYPES)
 
 
 @csrf_exempt
