@@ -431,7 +431,13 @@ def _settled(session: IotpPayment, *, repeated: bool) -> IotpPaymentView:
     return _view(session, repeated=repeated)
 
 
-def _continue(session: IotpPayment, card: CardData, *, repeated: bool = False) -> IotpPaymentView:
+def _continue(
+    session: IotpPayment, card: CardData, *, repeated: bool = False, wait_if_lost: bool = True
+) -> IotpPaymentView:
+    """Pay a waiting payment with ``card``. When another request claimed it
+    first: a start (or its repeat) waits for that outcome and answers it; a
+    ContinueProcess is told, as RFC 3867 §2.6.2 wants of a payment no longer
+    pending, MsgBeingProc while it is with the acquirer and BusError after."""
     txn = session.transaction
     if session.ok_to is not None and timezone.now() > session.ok_to:
         # RFC 3867: OkTo ends the time in which the Payment Handler may accept the payment.
@@ -452,6 +458,10 @@ def _continue(session: IotpPayment, card: CardData, *, repeated: bool = False) -
         # outcome), or it was suspended or cancelled meanwhile (a business error).
         _reload(session)
         if session.transaction.status in lifecycle.OPEN_STATUSES:
+            raise
+        if not wait_if_lost:
+            if session.transaction.status == TransactionStatus.PROCESSING:
+                raise PaymentBeingProcessed() from None
             raise
         return _settled(session, repeated=repeated)
     except (Declined, AcquirerFailure):
@@ -474,7 +484,7 @@ def iotp_payment_continue(*, merchant_pk: int, pay_id: str, card: CardData) -> I
             "only a payment waiting for its card data can be continued"
         )
     _check_card_brand(card, session.brand_id)
-    return _continue(session, card)
+    return _continue(session, card, wait_if_lost=False)
 
 
 def iotp_payment_resume(*, merchant_pk: int, pay_id: str, card: CardData | None = None) -> IotpPaymentView:
@@ -488,7 +498,7 @@ def iotp_payment_resume(*, merchant_pk: int, pay_id: str, card: CardData | None 
     _reload(session)
     if card is None:
         return _view(session)
-    return _continue(session, card)
+    return _continue(session, card, wait_if_lost=False)
 
 
 def iotp_payment_change_state(
