@@ -58,7 +58,7 @@ def parse(body: bytes) -> Call:
                         element=ROOT) from None
     except ET.ParseError as exc:
         raise IotpError("XmlNotWellFrmd", f"The body is not well-formed XML: {exc}", element=ROOT) from None
-    except (ValueError, RecursionError, UnicodeError) as exc:  # expat's own limits and encodings
+    except (ValueError, LookupError, RecursionError, UnicodeError) as exc:  # expat's limits, unknown encodings
         raise IotpError("XmlNotWellFrmd", f"The body is not well-formed XML ({type(exc).__name__})",
                         element=ROOT) from None
     namespace, name = _local(root.tag)
