@@ -304,6 +304,15 @@ def receipt_open(receipt: str) -> dict[str, object]:
     return fields
 
 
+def _receipt_state(receipt: str) -> str:
+    """The state a stored receipt records ('' when it no longer verifies, e.g.
+    after a change of master key: a new one is then issued)."""
+    try:
+        return str(receipt_open(receipt).get("ProcessState", ""))
+    except ReceiptInvalid:
+        return ""
+
+
 def _view(session: IotpPayment, *, repeated: bool = False) -> IotpPaymentView:
     """The payment as it stands; a final one gets (or keeps) its receipt."""
     txn = session.transaction
@@ -311,7 +320,7 @@ def _view(session: IotpPayment, *, repeated: bool = False) -> IotpPaymentView:
     receipt = ""
     if state in FINAL_PROCESS_STATES:
         receipt = session.receipt
-        if not receipt or receipt_open(receipt).get("ProcessState") != state.value:
+        if not receipt or _receipt_state(receipt) != state.value:
             receipt = _receipt_sign(_receipt_fields(session, txn))
             IotpPayment.objects.filter(pk=session.pk, removed_at__isnull=True).update(receipt=receipt)
             session.receipt = receipt

@@ -16,7 +16,7 @@ from tests.backoffice.helpers import sale
 from tests.factories import TerminalFactory
 from tests.support.http_servers import merchant_server
 
-from .support import IotpClient, card_data, render, window
+from .support import IotpClient
 from .test_payments import change
 from .test_errors import start
 
@@ -40,8 +40,8 @@ def payments_made(transactional_db, shipped_defaults):  # type: ignore[no-untype
         yield shop
 
 
-def rows(page):  # type: ignore[no-untyped-def]
-    return page.locator("#result_list tbody tr")
+def rows(on):  # type: ignore[no-untyped-def]
+    return on.locator("#result_list tbody tr")
 
 
 def test_every_transaction_shows_its_process_state_whatever_the_door(staff_page, payments_made) -> None:  # type: ignore[no-untyped-def]

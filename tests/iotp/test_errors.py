@@ -177,7 +177,7 @@ def test_card_data_must_be_base64_transformed(core, merchant) -> None:  # type: 
 
 
 def test_a_card_of_another_brand_is_el_inconsistent(core, merchant) -> None:  # type: ignore[no-untyped-def]
-    answer = refused(start(core, merchant, card=card_data("5555555555554444")), "ElInconsistent", attribute="BrandId")
+    refused(start(core, merchant, card=card_data("5555555555554444")), "ElInconsistent", attribute="BrandId")
     assert not Transaction.objects.exists()
 
 

@@ -20,7 +20,7 @@ from tests.factories import MerchantFactory, TerminalFactory
 from tests.support.http_servers import merchant_server
 from tests.terminals.conftest import RunningListener
 
-from .support import card_data, fixture, q, render, window
+from .support import card_data, fixture, render, window
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, OperationalError
+from django.db import OperationalError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -203,7 +203,7 @@ def _serve(request: HttpRequest) -> HttpResponse:
     except OperationalError:
         logger.warning("IOTP: database unavailable", exc_info=True)
         return _error(_busy("The gateway's database is unavailable: retry shortly"))
-    except (DatabaseError, Exception):  # our own failure: never a 500, never card data
+    except Exception:  # our own failure: never a 500, never card data
         logger.exception("IOTP request failed")
         return _error(IotpError("UnknownError", "Internal error of the gateway: nothing was left half-done, "
                                 "retry later", severity=HARD, element="IotpPaymentApiRequest"))
