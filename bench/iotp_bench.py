@@ -20,7 +20,8 @@ What it does (everything on 127.0.0.1, every loop bounded in time):
    after ``--warmup`` seconds of each round (not counted), and after one
    uncounted round of each door first (connections, caches);
 5. reports per round and the median over rounds: payments/s, p50 and p99
-   latency, errors; then stops gunicorn with SIGTERM.
+   latency, the CPU gunicorn spent per payment (from /proc: what a loaded
+   machine disturbs least), errors; then stops gunicorn with SIGTERM.
 
 The machine may be shared: rounds alternate so that both doors see the
 same load, and the medians are what to compare.
@@ -209,7 +210,8 @@ async def one_esipay(client: Any, base: str, creds: dict[str, str], n: str) -> b
     return response.status_code == 200
 
 
-async def run_round(door: str, base: str, creds: dict[str, str], args: argparse.Namespace, tag: str) -> dict:
+async def run_round(door: str, base: str, creds: dict[str, str], args: argparse.Namespace, tag: str,
+                    server_pid: int = 0) -> dict:
     import httpx
 
     pay = one_iotp if door == "iotp" else one_esipay
@@ -238,14 +240,43 @@ async def run_round(door: str, base: str, creds: dict[str, str], args: argparse.
                     else:
                         errors += 1
 
-    await asyncio.gather(*(client_loop(i) for i in range(args.concurrency)))
+    async def cpu_window() -> float:
+        await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
+        before = server_cpu_seconds(server_pid) if server_pid else 0.0
+        await asyncio.sleep(max(0.0, stop - time.monotonic()))
+        return (server_cpu_seconds(server_pid) if server_pid else 0.0) - before
+
+    *_, cpu = await asyncio.gather(*(client_loop(i) for i in range(args.concurrency)), cpu_window())
     latencies.sort()
 
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
 
     return {"door": door, "payments": len(latencies), "errors": errors, "per_second": len(latencies) / args.duration,
-            "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+            "server_cpu_ms": cpu * 1000 / len(latencies) if latencies else float("nan")}
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds(master_pid: int) -> float:
+    """CPU (user + system) used so far by gunicorn's master and workers: per
+    payment, a figure a loaded machine disturbs far less than payments/s."""
+    total = 0.0
+    pids = [master_pid]
+    try:
+        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+        pids += [int(pid) for pid in children]
+    except OSError:
+        pass
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
 
 
 def loadavg() -> str:
@@ -285,11 +316,12 @@ def main() -> int:
         for number in range(args.rounds):
             order = ("iotp", "esipay") if number % 2 == 0 else ("esipay", "iotp")
             for door in order:
-                result = asyncio.run(run_round(door, base, creds, args, f"{run_tag}r{number}{door[0]}"))
+                result = asyncio.run(run_round(door, base, creds, args, f"{run_tag}r{number}{door[0]}", process.pid))
                 result.update(round=number + 1, load=loadavg())
                 results.append(result)
                 log(f"round {number + 1} {door:6}: {result['per_second']:7.1f}/s  p50 {result['p50_ms']:6.1f} ms  "
-                    f"p99 {result['p99_ms']:6.1f} ms  errors {result['errors']}  (load {result['load']})")
+                    f"p99 {result['p99_ms']:6.1f} ms  gunicorn CPU {result['server_cpu_ms']:5.1f} ms/payment  "
+                    f"errors {result['errors']}  (load {result['load']})")
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=60)
@@ -297,12 +329,13 @@ def main() -> int:
     summary = {}
     for door in ("iotp", "esipay"):
         rows = [r for r in results if r["door"] == door]
-        summary[door] = {key: statistics.median(r[key] for r in rows) for key in ("per_second", "p50_ms", "p99_ms")}
+        summary[door] = {key: statistics.median(r[key] for r in rows)
+                         for key in ("per_second", "p50_ms", "p99_ms", "server_cpu_ms")}
         summary[door]["errors"] = sum(r["errors"] for r in rows)
     log(f"gunicorn exited {code}")
     for door, row in summary.items():
         log(f"median {door:6}: {row['per_second']:7.1f}/s  p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  "
-            f"errors {row['errors']}")
+            f"gunicorn CPU {row['server_cpu_ms']:5.1f} ms/payment  errors {row['errors']}")
     if args.json:
         print(json.dumps({"rounds": results, "median": summary, "concurrency": args.concurrency,
                           "workers": args.workers, "threads": args.threads}, indent=2))
