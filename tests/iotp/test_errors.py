@@ -291,3 +291,26 @@ def test_overload_is_system_busy_with_min_retry_secs(core, settings) -> None:  #
         views.admission.leave()
         views.admission.leave()
     assert core.post(body).error is None
+
+
+def test_a_packaged_content_over_64_kib_is_el_too_large(core, merchant) -> None:  # type: ignore[no-untyped-def]
+    answer = refused(start(core, merchant, card="A" * (64 * 1024 + 4)), "ElTooLarge")
+    assert answer.location == {"ElementRef": "PaySchemePackagedContent"}
+
+
+def test_no_card_number_nor_cvv_is_kept_or_logged(core, merchant, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from django.db import connection
+
+    caplog.set_level(logging.DEBUG)
+    pan, cvv = "5555555555554444", "987"
+    assert start(core, merchant, card=card_data(pan, cvv=cvv), **{'BrandId="Visa"': 'BrandId="MasterCard"'}).error is None
+    assert start(core, merchant, pay_id="PH-0002", card=card_data("4000000000000002", cvv=cvv)).error is None
+    with connection.cursor() as cursor:
+        for table in ("payments_transaction", "iotp_iotppayment", "payments_event"):
+            cursor.execute(f"SELECT * FROM {table}")  # noqa: S608 - our own table names
+            dump = repr(cursor.fetchall())
+            assert pan not in dump and "4000000000000002" not in dump, table
+            assert f"'{cvv}'" not in dump and f'"{cvv}"' not in dump, table
+    assert pan not in caplog.text and "4000000000000002" not in caplog.text
