@@ -5,6 +5,8 @@ movements are explicit); ``ProcessState`` is the vocabulary of RFC 3867
 §3.3.3 that every door and the back office speak. ``PROCESS_STATE`` maps
 one onto the other, here and nowhere else.
 
+    awaiting_card ◄──► suspended        (IOTP: started without card data)
+        │ (card data arrives)
     processing ──► authorized ──► captured ──► partially_refunded ──► refunded
         │  │            │                └──────────────────────────────┘
         │  │            └──► voided
@@ -30,6 +32,11 @@ FINAL_PROCESS_STATES = frozenset({ProcessState.COMPLETED_OK, ProcessState.FAILED
 
 class TransactionStatus(models.TextChoices):
     PENDING = "pending", "Pending (not yet started)"
+    # Started without card data (IOTP's StartPaymentPaymentHandler without
+    # CardData): waiting for ContinueProcess to bring it. Not "processing":
+    # no request is with the acquirer, so neither a second continuation nor a
+    # sweep of lost acquirer calls may take it for one.
+    AWAITING_CARD = "awaiting_card", "Waiting for card data"
     PROCESSING = "processing", "Processing with the acquirer"
     SUSPENDED = "suspended", "Suspended"
     AUTHORIZED = "authorized", "Authorized (not captured)"
@@ -43,6 +50,7 @@ class TransactionStatus(models.TextChoices):
 
 PROCESS_STATE: dict[str, ProcessState] = {
     TransactionStatus.PENDING: ProcessState.NOT_YET_STARTED,
+    TransactionStatus.AWAITING_CARD: ProcessState.IN_PROGRESS,
     TransactionStatus.PROCESSING: ProcessState.IN_PROGRESS,
     TransactionStatus.SUSPENDED: ProcessState.SUSPENDED,
     # An authorization waiting for its capture is a payment still in progress.

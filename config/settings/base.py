@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "merchants",
     "terminals",
     "payments",
+    "payments.iotp",  # IOTP session records (the IOTP door, payments/doors/iotp)
 ]
 
 MIDDLEWARE = [
@@ -233,3 +234,13 @@ LOGGING = {
 API_KEY_GRACE_SECONDS = env.int("API_KEY_GRACE_SECONDS", default=24 * 3600)
 # A signed request's timestamp may differ from the gateway's clock by at most this.
 API_SIGNATURE_MAX_SKEW_SECONDS = env.int("API_SIGNATURE_MAX_SKEW_SECONDS", default=300)
+
+# --- IOTP Payment API (POST /iotp: payments/doors/iotp, docs/iotp.md) ---------
+# Requests served at once by one process; one more is answered SystemBusy
+# (TransientError) with MinRetrySecs = IOTP_BUSY_RETRY_SECONDS.
+IOTP_MAX_CONCURRENT_REQUESTS = env.int("IOTP_MAX_CONCURRENT_REQUESTS", default=64)
+IOTP_BUSY_RETRY_SECONDS = env.int("IOTP_BUSY_RETRY_SECONDS", default=5)
+# A challenge of InquireAuthChallenge is valid this long, for one check.
+IOTP_AUTH_CHALLENGE_SECONDS = env.int("IOTP_AUTH_CHALLENGE_SECONDS", default=300)
+# A repeated StartPaymentPaymentHandler waits this long for the first one's outcome.
+IOTP_REPEAT_WAIT_SECONDS = env.float("IOTP_REPEAT_WAIT_SECONDS", default=10.0)

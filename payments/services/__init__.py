@@ -14,6 +14,10 @@ wire format. The modules, by subject:
 - ``refunds``: refunds accepted with their money reserved, carried out by Celery;
 - ``bans``: the ban list and its CSV import;
 - ``reconciliation``: what the periodic sweep settles (payments left half-way);
+- ``lifecycle``: payments opened without card data and continued later,
+  suspended, resumed, cancelled;
+- ``iotp``: IOTP's Payment Handler rules (PayIds, repeats, signed receipts,
+  challenge-response), on top of ``lifecycle``;
 - ``sql``: what the hand-written hot-path SQL shares.
 
 Callers import from ``payments.services`` only: the names below are the
@@ -30,11 +34,76 @@ from .payments import (
     payment_sale_with_token,
     payment_void,
 )
+from .iotp import (
+    BRANDS as IOTP_BRANDS,
+    AUTH_ALGORITHM as IOTP_AUTH_ALGORITHM,
+    PROTOCOL_ID as IOTP_PROTOCOL_ID,
+    PROTOCOL_NAME as IOTP_PROTOCOL_NAME,
+    BrandMismatch,
+    BrandNotAccepted,
+    CardData,
+    IotpPaymentView,
+    IotpRefused,
+    PayIdReused,
+    PayIdUnknown,
+    PaymentBeingProcessed,
+    ReceiptInvalid,
+    StartRequest,
+    iotp_auth_challenge_issue,
+    iotp_auth_response,
+    iotp_auth_response_check,
+    iotp_brands_accepted,
+    iotp_brands_enabled,
+    iotp_payment_change_state,
+    iotp_payment_continue,
+    iotp_payment_get,
+    iotp_payment_limit,
+    iotp_payment_log_remove,
+    iotp_payment_resume,
+    iotp_payment_start,
+    iotp_payments_pending,
+    iotp_receipt_check,
+)
+from .lifecycle import payment_cancel, payment_continue, payment_fail, payment_open, payment_resume, payment_suspend
 from .reconciliation import payments_void_unconfirmed
 from .refunds import refund_execute, refund_request
 from .tokens import ClaimedToken, token_issue
 
 __all__ = [
+    "IOTP_AUTH_ALGORITHM",
+    "IOTP_BRANDS",
+    "IOTP_PROTOCOL_ID",
+    "IOTP_PROTOCOL_NAME",
+    "BrandMismatch",
+    "BrandNotAccepted",
+    "CardData",
+    "IotpPaymentView",
+    "IotpRefused",
+    "PayIdReused",
+    "PayIdUnknown",
+    "PaymentBeingProcessed",
+    "ReceiptInvalid",
+    "StartRequest",
+    "iotp_auth_challenge_issue",
+    "iotp_auth_response",
+    "iotp_auth_response_check",
+    "iotp_brands_accepted",
+    "iotp_brands_enabled",
+    "iotp_payment_change_state",
+    "iotp_payment_continue",
+    "iotp_payment_get",
+    "iotp_payment_limit",
+    "iotp_payment_log_remove",
+    "iotp_payment_resume",
+    "iotp_payment_start",
+    "iotp_payments_pending",
+    "iotp_receipt_check",
+    "payment_cancel",
+    "payment_continue",
+    "payment_fail",
+    "payment_open",
+    "payment_resume",
+    "payment_suspend",
     "BanImportError",
     "BanImportResult",
     "BanValueError",

@@ -948,6 +948,7 @@ def test_process_state_mapping() -> None:
     assert set(PROCESS_STATE) == set(TransactionStatus.values)
     assert PROCESS_STATE == {
         "pending": ProcessState.NOT_YET_STARTED,
+        "awaiting_card": ProcessState.IN_PROGRESS,
         "processing": ProcessState.IN_PROGRESS,
         "suspended": ProcessState.SUSPENDED,
         "authorized": ProcessState.IN_PROGRESS,
