@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "merchants",
     "terminals",
     "payments",
+    "backoffice",  # after django.contrib.auth: it re-registers the user and group admins
 ]
 
 MIDDLEWARE = [
@@ -192,6 +193,10 @@ TERMINAL_MAX_FRAME_BYTES = env.int("TERMINAL_MAX_FRAME_BYTES", default=64 * 1024
 # Threads (each with its own persistent database connection) per listener process.
 TERMINAL_DB_THREADS = env.int("TERMINAL_DB_THREADS", default=8)
 TERMINAL_DRAIN_SECONDS = env.float("TERMINAL_DRAIN_SECONDS", default=10.0)
+
+# --- Back office (backoffice/) ----------------------------------------------
+# How long a new secret waits, sealed, for its one view after the redirect.
+BACKOFFICE_SHOWN_ONCE_SECONDS = env.int("BACKOFFICE_SHOWN_ONCE_SECONDS", default=300)
 
 LOGGING = {
     "version": 1,

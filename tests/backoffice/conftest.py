@@ -61,6 +61,67 @@ def page(browser, live_server) -> Iterator[object]:  # type: ignore[no-untyped-d
         context.close()
 
 
+def _transactional(request) -> bool:  # type: ignore[no-untyped-def]
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and marker.kwargs.get("transaction"):
+        return True
+    return bool({"transactional_db", "live_server"} & set(request.fixturenames))
+
+
+@pytest.fixture(autouse=True)
+def _audit_log_emptied_between_tests(request):  # type: ignore[no-untyped-def]
+    """The audit log's triggers refuse DELETE, which is how a transactional
+    test's database is emptied on SQLite (PostgreSQL's TRUNCATE does not fire
+    them): drop them around the emptying, then guard the table again. Set
+    up after the database fixture, so this runs before its flush."""
+    if not _transactional(request):
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    yield
+    from django.db import connection
+
+    from backoffice import append_only
+
+    if connection.vendor == "sqlite":
+        append_only.uninstall(connection)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {append_only.TABLE}")
+        finally:
+            append_only.install(connection)
+
+
+@pytest.fixture
+def roles(transactional_db):  # type: ignore[no-untyped-def]
+    """The three role groups as their migration makes them (a transactional
+    test's flush removed them): re-run the migration's own code."""
+    from django.apps import apps
+    from django.contrib.auth.models import Group
+
+    from backoffice.roles import ROLE_NAMES, roles_sync
+
+    roles_sync(apps)
+    return {group.name: group for group in Group.objects.filter(name__in=ROLE_NAMES)}
+
+
+ROLE_PASSWORD = "role-password-not-for-production-7"
+
+
+def make_staff(username: str, *, role: str | None = None, superuser: bool = False):  # type: ignore[no-untyped-def]
+    """A staff account with one role (a group made by the roles migration), or a superuser."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    model = get_user_model()
+    if superuser:
+        return model.objects.create_superuser(username, f"{username}@example.com", ROLE_PASSWORD)
+    user = model.objects.create_user(username, f"{username}@example.com", ROLE_PASSWORD, is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
 @pytest.fixture
 def staff_user(transactional_db):  # type: ignore[no-untyped-def]
     from django.contrib.auth import get_user_model
