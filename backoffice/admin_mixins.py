@@ -115,15 +115,20 @@ class ShownOnceAdminMixin:
         return [path("shown-once/<uuid:handle>/", view, name=self._shown_once_url_name()),
                 *super().get_urls()]  # type: ignore[misc]
 
-    def shown_once_redirect(self, request: HttpRequest, *, title: str, items: list[dict[str, Any]]) -> HttpResponseRedirect:
+    def shown_once_redirect(
+        self, request: HttpRequest, *, title: str, items: list[dict[str, Any]]
+    ) -> HttpResponseRedirect:
         handle = shown_once.stash(request, purpose=self.opts.label_lower,  # type: ignore[attr-defined]
                                   payload={"title": title, "items": items})
-        url = reverse(f"{self.admin_site.name}:{self._shown_once_url_name()}", args=[handle])  # type: ignore[attr-defined]
+        site_name = self.admin_site.name  # type: ignore[attr-defined]
+        url = reverse(f"{site_name}:{self._shown_once_url_name()}", args=[handle])
         response = HttpResponseRedirect(url)
         add_never_cache_headers(response)
         return response
 
-    def shown_once_view(self, request: HttpRequest, handle) -> TemplateResponse | HttpResponseNotAllowed:  # type: ignore[no-untyped-def]
+    def shown_once_view(  # type: ignore[no-untyped-def]
+        self, request: HttpRequest, handle
+    ) -> TemplateResponse | HttpResponseNotAllowed:
         if request.method != "GET":  # a HEAD (a link checker) must not use up the one view
             return HttpResponseNotAllowed(["GET"])
         payload = shown_once.take(request, purpose=self.opts.label_lower, handle=handle)  # type: ignore[attr-defined]

@@ -39,7 +39,7 @@ class AppendOnlyError(RuntimeError):
 
 
 class AuditEntry(models.Model):
-    at = models.DateTimeField(default=timezone.now, db_index=True)
+    at = models.DateTimeField("when", default=timezone.now, db_index=True)
     # No database constraint: a user may be deleted, the entries about what they did stay.
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True,
@@ -59,7 +59,7 @@ class AuditEntry(models.Model):
     class Meta:
         ordering = ["-at", "-id"]
         verbose_name = "audit entry"
-        verbose_name_plural = "audit log"
+        verbose_name_plural = "audit log entries"
         default_permissions = ("view",)  # nobody adds, changes or deletes entries by hand
         indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object")]
 

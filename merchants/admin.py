@@ -14,7 +14,6 @@ from django.db.models import Count, QuerySet
 from backoffice.admin_mixins import AuditedModelAdmin
 from backoffice.audit import audit_record
 from backoffice.models import AuditAction
-
 from payments.models import WebhookEndpoint
 from terminals.models import Terminal
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Callable
 from decimal import Decimal
 
 from django import forms
@@ -33,7 +34,6 @@ from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpRespon
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 
 from backoffice.admin_mixins import AuditedModelAdmin, ShownOnceAdminMixin
@@ -286,7 +286,9 @@ class TransactionAdmin(ReadOnlyAdmin):
             return HttpResponseRedirect(reverse("admin:payments_transaction_void", args=[txn.pk]))
         return None
 
-    def _operation_target(self, request: HttpRequest, object_id: str, allowed) -> Transaction:  # type: ignore[no-untyped-def]
+    def _operation_target(
+        self, request: HttpRequest, object_id: str, allowed: Callable[[HttpRequest, Transaction], bool]
+    ) -> Transaction:
         txn = self.get_object(request, unquote(object_id))
         if txn is None:
             raise Http404("No such transaction.")
@@ -294,8 +296,9 @@ class TransactionAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         return txn
 
-    def _operation_page(self, request: HttpRequest, txn: Transaction, template: str, title: str,
-                        **extra) -> TemplateResponse:  # type: ignore[no-untyped-def]
+    def _operation_page(
+        self, request: HttpRequest, txn: Transaction, template: str, title: str, **extra: object
+    ) -> TemplateResponse:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -333,8 +336,10 @@ class TransactionAdmin(ReadOnlyAdmin):
                         locked.refresh_from_db()
                         audit_record(
                             request=request, action=AuditAction.REFUND, obj=locked,
-                            changes=[{"field": field, "before": str(before[field]), "after": str(getattr(locked, field))}
-                                     for field in before if before[field] != getattr(locked, field)],
+                            changes=[
+                                {"field": field, "before": str(value), "after": str(getattr(locked, field))}
+                                for field, value in before.items() if value != getattr(locked, field)
+                            ],
                             message=f"refund {refund.pk} of {refund.amount} {locked.currency} requested",
                         )
             except PaymentError as exc:
