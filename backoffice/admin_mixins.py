@@ -14,6 +14,7 @@ is one.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from django.contrib import admin
@@ -24,11 +25,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.cache import add_never_cache_headers
 
+from payments.vault import VaultError
+
 from . import shown_once
 from .audit import audit_record, changes_between, snapshot
 from .models import AuditAction
 
 _BEFORE_ATTR = "_audit_before"
+logger = logging.getLogger(__name__)
 
 
 def _summary(message: Any) -> str:
@@ -131,7 +135,13 @@ class ShownOnceAdminMixin:
     ) -> TemplateResponse | HttpResponseNotAllowed:
         if request.method != "GET":  # a HEAD (a link checker) must not use up the one view
             return HttpResponseNotAllowed(["GET"])
-        payload = shown_once.take(request, purpose=self.opts.label_lower, handle=handle)  # type: ignore[attr-defined]
+        try:
+            payload = shown_once.take(request, purpose=self.opts.label_lower, handle=handle)  # type: ignore[attr-defined]
+        except VaultError as exc:
+            # Sealed under another master key, or tampered with: the row is gone
+            # already; say what staff can do (rotate again), not a 500.
+            logger.error("a secret waiting to be shown once could not be opened: %s", exc)
+            payload = None
         context = {
             **self.admin_site.each_context(request),  # type: ignore[attr-defined]
             "opts": self.opts,  # type: ignore[attr-defined]

@@ -211,3 +211,18 @@ def test_a_sealed_value_moved_to_another_row_does_not_open():  # type: ignore[no
 
     with pytest.raises(VaultError):
         shown_once.take(request, purpose="terminals.terminal", handle=second)
+
+
+@pytest.mark.django_db
+def test_a_value_that_does_not_open_is_reported_as_gone_not_as_an_error(caplog):  # type: ignore[no-untyped-def]
+    from django.contrib import admin
+
+    owner = get_user_model().objects.create_superuser("owner", "owner@example.com", "x")
+    request = _request(owner)
+    handle = shown_once.stash(request, purpose="terminals.terminal", payload={"title": "t", "items": []})
+    ShownOnceSecret.objects.filter(pk=handle).update(sealed="v1:00000000:AAAA")
+    response = admin.site._registry[Terminal].shown_once_view(request, handle)
+    response.render()
+    assert response.status_code == 410 and GONE in response.content.decode()
+    assert "could not be opened" in caplog.text
+    assert not ShownOnceSecret.objects.exists()
