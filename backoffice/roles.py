@@ -13,12 +13,13 @@ Superusers have every permission anyway. Nobody has a permission to change
 or delete audit entries: the model has none (``default_permissions``).
 
 The groups are created, and set to exactly these permissions, by
-``roles_sync`` run from migrations (``backoffice/migrations``). A later
-change that adds models or permissions adds a migration that runs
-``roles_sync`` again; ``tests/backoffice/test_roles_definition.py`` fails
-until it does. The three groups are read-only in the back office, so the
-table in docs/backoffice.md stays true; administrators may add groups of
-their own.
+``roles_sync``: run by a migration (``backoffice/migrations/0003``), and
+again after every ``migrate`` (``post_migrate``, see ``apps.py``), so the
+permissions of models added later (a door's credentials) reach the roles
+with nothing to remember. A new permission an operator needs goes into
+``OPERATOR_PERMISSIONS``. The three groups are read-only in the back
+office, so the table in docs/backoffice.md stays true; administrators may
+add groups of their own.
 """
 from __future__ import annotations
 
@@ -96,3 +97,19 @@ def roles_sync(apps, schema_editor=None) -> None:  # type: ignore[no-untyped-def
 
 def roles_remove(apps, schema_editor=None) -> None:  # type: ignore[no-untyped-def]
     apps.get_model("auth", "Group").objects.filter(name__in=ROLE_NAMES).delete()
+
+
+def roles_sync_after_migrate(sender, apps=None, using="default", **kwargs) -> None:  # type: ignore[no-untyped-def]
+    """``post_migrate`` receiver: the roles follow the permissions that exist now.
+    ``migrate`` passes its final state's ``apps``; ``flush`` passes none."""
+    from django.apps import apps as global_apps
+    from django.db import router
+
+    apps = apps or global_apps
+
+    try:
+        group_model = apps.get_model("auth", "Group")
+    except LookupError:  # migrated back before auth existed: nothing to sync
+        return
+    if router.allow_migrate_model(using, group_model):
+        roles_sync(apps)

@@ -1,7 +1,8 @@
 """The staff roles viewer, operator and administrator as groups (backoffice.roles).
 
-Depends on the migrations that add the permissions the roles grant; a later
-migration that adds models or permissions runs ``roles_sync`` again.
+Depends on the migrations that add the permissions the roles grant today;
+permissions of models added later reach the roles through the same
+``roles_sync``, run after every ``migrate`` (backoffice/apps.py).
 """
 from django.db import migrations
 

@@ -94,15 +94,15 @@ def _audit_log_emptied_between_tests(request):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def roles(transactional_db):  # type: ignore[no-untyped-def]
-    """The three role groups as their migration makes them (a transactional
-    test's flush removed them): re-run the migration's own code."""
-    from django.apps import apps
+    """The three role groups (made by their migration; after a transactional
+    test's flush, again by the post_migrate sync the flush triggers)."""
     from django.contrib.auth.models import Group
 
-    from backoffice.roles import ROLE_NAMES, roles_sync
+    from backoffice.roles import ROLE_NAMES
 
-    roles_sync(apps)
-    return {group.name: group for group in Group.objects.filter(name__in=ROLE_NAMES)}
+    groups = {group.name: group for group in Group.objects.filter(name__in=ROLE_NAMES)}
+    assert set(groups) == set(ROLE_NAMES)
+    return groups
 
 
 ROLE_PASSWORD = "role-password-not-for-production-7"
