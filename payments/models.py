@@ -152,6 +152,10 @@ class Transaction(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("refund_transaction", "Can refund a transaction"),
+            ("void_transaction", "Can void an authorization"),
+        ]
         indexes = [
             models.Index(fields=["merchant", "-created_at"], name="txn_merchant_created"),
             models.Index(fields=["terminal", "-created_at"], name="txn_terminal_created"),
@@ -289,6 +293,7 @@ class WebhookEndpoint(models.Model):
     class Meta:
         ordering = ["merchant", "url"]
         verbose_name = "webhook endpoint"
+        permissions = [("rotate_webhookendpoint_secret", "Can rotate a webhook endpoint's signing secret")]
 
     def __str__(self) -> str:
         return f"{self.url} ({self.merchant})"
@@ -309,6 +314,7 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("resend_event", "Can resend a webhook event")]
 
     def __str__(self) -> str:
         return f"{self.type} {self.public_id}"

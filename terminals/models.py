@@ -29,6 +29,10 @@ class Terminal(models.Model):
 
     class Meta:
         ordering = ["terminal_id"]
+        permissions = [
+            ("enable_terminal", "Can enable or disable a terminal"),
+            ("rotate_terminal_secret", "Can rotate a terminal's secret (and see the new one once)"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.terminal_id} ({self.label})" if self.label else self.terminal_id

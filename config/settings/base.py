@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "terminals",
     "payments",
     "payments.iotp",  # IOTP session records (the IOTP door, payments/doors/iotp)
+    "backoffice",  # after django.contrib.auth: it re-registers the user and group admins
 ]
 
 MIDDLEWARE = [
@@ -204,6 +205,10 @@ TERMINAL_MAX_FRAME_BYTES = env.int("TERMINAL_MAX_FRAME_BYTES", default=64 * 1024
 # Threads (each with its own persistent database connection) per listener process.
 TERMINAL_DB_THREADS = env.int("TERMINAL_DB_THREADS", default=8)
 TERMINAL_DRAIN_SECONDS = env.float("TERMINAL_DRAIN_SECONDS", default=10.0)
+
+# --- Back office (backoffice/) ----------------------------------------------
+# How long a new secret waits, sealed, for its one view after the redirect.
+BACKOFFICE_SHOWN_ONCE_SECONDS = env.int("BACKOFFICE_SHOWN_ONCE_SECONDS", default=300)
 
 LOGGING = {
     "version": 1,

@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from backoffice.admin_mixins import AuditedModelAdmin
 from payments.states import PROCESS_STATE
 
 from .models import IotpMerchantBrands, IotpPayment
@@ -15,7 +16,7 @@ BRAND_CHOICES = [("Visa", "Visa"), ("MasterCard", "MasterCard"), ("VisaElectron"
 
 
 @admin.register(IotpPayment)
-class IotpPaymentAdmin(admin.ModelAdmin):
+class IotpPaymentAdmin(AuditedModelAdmin):
     list_display = ["pay_id", "merchant", "transaction_link", "process_state_display", "brand_id", "amount",
                     "created_at", "removed_at"]
     list_filter = ["merchant", "brand_id", "created_at"]
@@ -52,7 +53,7 @@ class BrandsForm(forms.ModelForm):
 
 
 @admin.register(IotpMerchantBrands)
-class IotpMerchantBrandsAdmin(admin.ModelAdmin):
+class IotpMerchantBrandsAdmin(AuditedModelAdmin):
     form = BrandsForm
     list_display = ["merchant", "brands_display"]
 
