@@ -48,7 +48,7 @@ def payments_resolve_unknown(*, budget_seconds: float | None = None) -> dict[str
     """Settle transactions left ``processing`` longer than ``PAYMENTS_RESOLVE_AFTER_SECONDS``.
 
     Oldest first, at most ``PAYMENTS_RESOLVE_BATCH`` a run, and no new row
-    once ``budget_seconds`` have passed (a run stays under its Celery time
+    once ``budget_seconds`` have passed (one at least) (a run stays under its Celery time
     limit even when the acquirer is slow). Returns counts by outcome.
     """
     if budget_seconds is None:
@@ -60,10 +60,10 @@ def payments_resolve_unknown(*, budget_seconds: float | None = None) -> dict[str
     )
     counts: dict[str, int] = {}
     for pk in ids:
-        if time.monotonic() - started > budget_seconds:
-            break
         outcome = transaction_resolve(transaction_id=pk)
         counts[outcome] = counts.get(outcome, 0) + 1
+        if time.monotonic() - started >= budget_seconds:
+            break  # the rest at the next run (one row at least per run)
     if counts:
         logger.info("unknown outcomes: %s", counts)
     return counts
