@@ -96,7 +96,9 @@ def acquirer_run(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     future = _executor().submit(call, *args, **kwargs)
     try:
         return future.result(timeout=timeout)
-    except concurrent.futures.TimeoutError:
+    except concurrent.futures.TimeoutError:  # the builtin TimeoutError: the connector may raise it too
+        if future.done() and not future.cancelled():
+            return future.result()  # the connector's own answer or exception, not our deadline
         raise _gave_up(future, _name(call), timeout) from None
 
 
@@ -104,18 +106,13 @@ async def acquirer_run_async(call: Callable[..., T], /, *args: Any, **kwargs: An
     """``acquirer_run`` for an event loop: it waits without holding any thread."""
     timeout = settings.ACQUIRER_TIMEOUT_SECONDS
     future = _executor().submit(call, *args, **kwargs)
-    waiter = asyncio.wrap_future(future)
-    done, _ = await asyncio.wait({waiter}, timeout=timeout)
-    if not done:
-        waiter.add_done_callback(_consume)
-        raise _gave_up(future, _name(call), timeout)
-    return waiter.result()
-
-
-def _consume(waiter: asyncio.Future[Any]) -> None:
-    """A late answer nobody awaits: retrieve its exception so asyncio does not log it as lost."""
-    if not waiter.cancelled():
-        waiter.exception()
+    try:
+        async with asyncio.timeout(timeout):
+            return await asyncio.wrap_future(future)
+    except TimeoutError:
+        if future.done() and not future.cancelled():
+            return future.result()  # the connector's own answer or exception, not our deadline
+        raise _gave_up(future, _name(call), timeout) from None
 
 
 def _answer_for(error: BaseException, name: str) -> AcquirerResult:
