@@ -19,6 +19,7 @@ from payments.acquirers.base import _load
 from payments.acquirers.sandbox import TIMEOUT_CARD
 from payments.models import Event, Transaction
 from payments.states import EventType, TransactionStatus
+from tests.factories import TerminalFactory
 
 from . import acquirers
 from .conftest import HAPPY_VISA, HttpClient, LineClient
@@ -97,11 +98,12 @@ def test_a_slow_acquirer_does_not_stall_auth_and_token_of_other_terminals(  # ty
             payer.send("/payment/card", card(payer.token()))
         for _ in payers:  # all four are at the acquirer, twice the database threads
             assert acquirers.BlockingAcquirer.entered.acquire(timeout=10)
+        neighbour = TerminalFactory(merchant=terminal.merchant)  # another till of the shop
         other = LineClient(running.port)
-        assert other.auth(terminal)["authenticated"] is True
+        assert other.auth(neighbour)["authenticated"] is True
         assert len(other.token()) == 64
         http = HttpClient(running.port)
-        assert http.get("/token?type=CHECK", auth=(terminal.terminal_id, terminal.secret)).status == 200
+        assert http.get("/token?type=CHECK", auth=(neighbour.terminal_id, neighbour.secret)).status == 200
         assert not acquirers.BlockingAcquirer.release.is_set()  # the payments are still waiting
         acquirers.BlockingAcquirer.release.set()
         answers = [payer.read() for payer in payers]
