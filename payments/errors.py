@@ -131,6 +131,21 @@ class AcquirerFailure(PaymentError):
         super().__init__(f"Acquirer failure: {reason}", transaction_id=transaction_id)
 
 
+class PaymentOutcomeUnknown(PaymentError):
+    """The acquirer's answer was lost: no answer by the deadline, a connector that
+    cannot tell, a failure while recording it. The card may have been charged,
+    so this is never a decline: the transaction stays ``processing``, holding
+    its token and merchant reference, until the resolver
+    (``payments.services.reconciliation``) asks the acquirer and settles it."""
+
+    code = "outcome_unknown"
+    default_message = "Outcome unknown"
+
+    def __init__(self, reason: str, *, transaction_id: int | None = None) -> None:
+        self.reason = reason
+        super().__init__(f"Outcome unknown: {reason}", transaction_id=transaction_id)
+
+
 class TransactionNotFound(PaymentError):
     code = "transaction_not_found"
     default_message = "Unknown transaction"

@@ -37,7 +37,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from . import outbound, vault
-from .db import in_transaction
+from .db import require_atomic, require_no_transaction
 from .models import DeliveryAttempt, Event, Refund, Transaction, WebhookDelivery, WebhookEndpoint
 from .states import PROCESS_STATE, DeliveryStatus, EventType, RefundStatus
 
@@ -95,7 +95,7 @@ def refund_data(refund: Refund, txn: Transaction) -> dict[str, object]:
 
 def _require_atomic() -> None:
     # The event must commit with the change it announces, or not at all.
-    assert connection.in_atomic_block, "event_emit must run inside the change's transaction"
+    require_atomic("event_emit")
 
 
 def event_emit(
@@ -131,21 +131,23 @@ _SQL_EVENT_AFTER_CHANGE = (
     # PostgreSQL: the change, its event and its deliveries in one statement
     # (data-modifying CTEs), atomic by itself: one round trip on the terminals'
     # hot path instead of BEGIN, three statements and COMMIT. No row changed,
-    # no event.
+    # no event. One row back: whether the change applied, and the deliveries.
     "WITH changed AS ({statement} RETURNING merchant_id), "
     f"event AS (INSERT INTO {_EVENT} (public_id, merchant_id, type, transaction_id, refund_id, data, created_at) "
-    "SELECT %s, merchant_id, %s, %s, NULL, %s::jsonb, %s FROM changed RETURNING id, merchant_id, created_at) "
-    f"INSERT INTO {_DELIVERY} (event_id, endpoint_id, status, started_at, attempts, next_attempt_at) "
+    "SELECT %s, merchant_id, %s, %s, NULL, %s::jsonb, %s FROM changed RETURNING id, merchant_id, created_at), "
+    f"delivered AS (INSERT INTO {_DELIVERY} (event_id, endpoint_id, status, started_at, attempts, next_attempt_at) "
     f"SELECT event.id, ep.id, %s, event.created_at, 0, event.created_at FROM event "
-    f"JOIN {_ENDPOINT} ep ON ep.merchant_id = event.merchant_id AND ep.is_active RETURNING id"
+    f"JOIN {_ENDPOINT} ep ON ep.merchant_id = event.merchant_id AND ep.is_active RETURNING id) "
+    "SELECT (SELECT count(*) FROM changed), ARRAY(SELECT id FROM delivered)"
 )
 
 
 def event_emit_with_change(
     *, statement: str, params: list[object], type: EventType, transaction: Transaction
-) -> None:
+) -> bool:
     """Run ``statement`` (an UPDATE of one transaction, without RETURNING) and
-    write the event announcing it, in one database transaction.
+    write the event announcing it, in one database transaction. True if the
+    UPDATE changed the row (else nothing was written).
 
     ``transaction`` carries the values after the change (the event's data).
     On PostgreSQL outside any atomic block this is a single statement; else
@@ -158,7 +160,7 @@ def event_emit_with_change(
                 changed = cursor.rowcount
             if changed:
                 event_emit(type=type, transaction=transaction)
-        return
+        return bool(changed)
     public_id = "evt_" + secrets.token_hex(12)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -166,10 +168,12 @@ def event_emit_with_change(
             [*params, public_id, type.value, transaction.pk, json.dumps(transaction_data(transaction)),
              timezone.now(), DeliveryStatus.PENDING.value],
         )
-        delivery_ids = [row[0] for row in cursor.fetchall()]
+        changed, delivery_ids = cursor.fetchone()
     if delivery_ids:
         db_transaction.on_commit(lambda: enqueue_deliveries(delivery_ids))  # autocommit: at once
-    logger.info("event %s %s transaction=%s deliveries=%d", public_id, type, transaction.pk, len(delivery_ids))
+    if changed:
+        logger.info("event %s %s transaction=%s deliveries=%d", public_id, type, transaction.pk, len(delivery_ids))
+    return bool(changed)
 
 
 def envelope(event: Event) -> bytes:
@@ -304,7 +308,7 @@ def delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
         delivery.status, delivery.lease_until, delivery.completed_at = DeliveryStatus.FAILED, None, now
         return delivery
     body = envelope(event)
-    assert not in_transaction(), "no webhook call inside a transaction"
+    require_no_transaction("webhook call")
     started = timezone.now()
     try:
         secret = endpoint_secret(endpoint)

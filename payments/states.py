@@ -12,6 +12,11 @@ one onto the other, here and nowhere else.
         │  │            └──► voided
         │  └──► declined      (acquirer or gateway rules said no)
         └─────► error         (acquirer technical failure)
+
+A capture or a void is in flight as ``processing`` too (``authorized ──►
+processing ──► captured | voided``, or back to ``authorized``); which
+acquirer operation is in flight is ``AcquirerOperation``, so that the
+resolver knows what to ask about when an answer was lost.
 """
 from __future__ import annotations
 
@@ -95,6 +100,14 @@ REFUNDABLE_STATUSES = (TransactionStatus.CAPTURED, TransactionStatus.PARTIALLY_R
 def statuses_in(state: ProcessState) -> list[str]:
     """The stored statuses that map onto one process state (for filters)."""
     return [status for status, mapped in PROCESS_STATE.items() if mapped == state]
+
+
+class AcquirerOperation(models.TextChoices):
+    """The acquirer operation in flight while a transaction is ``processing``."""
+
+    AUTHORIZE = "authorize", "Authorization (or sale)"
+    CAPTURE = "capture", "Capture"
+    VOID = "void", "Void"
 
 
 class RefundStatus(models.TextChoices):

@@ -277,9 +277,18 @@ def error_for(exc: errors.PaymentError) -> dict[str, Any]:
         return error_body(108, "Max try")
     if isinstance(exc, errors.InvalidAmount):
         return error_body(109, "Invalid amount")
+    if isinstance(exc, errors.PaymentOutcomeUnknown):
+        return outcome_unknown_body(exc.reason, exc.transaction_id)
     if isinstance(exc, (errors.Declined, errors.AcquirerFailure)):
         return error_body(111, f"Declined {exc.reason}")
     return error_body(111, "Declined internal error")
+
+
+def outcome_unknown_body(reason: str, transaction: int | None) -> dict[str, Any]:
+    """111 for a payment whose outcome is unknown: the card may have been charged,
+    so it must not read "Declined" (docs/terminal.md says what the cashier does)."""
+    number = f" (transaction {transaction})" if transaction is not None else ""
+    return error_body(111, f"Outcome unknown: {reason}{number}; do not pay again, the gateway settles it")
 
 
 def http_status_for(body: dict[str, Any]) -> int:

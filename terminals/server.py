@@ -248,7 +248,11 @@ class TerminalListener:
             return protocol.error_body(protocol.E_INVALID_REQUEST, f"Invalid request: {exc.detail}"), request
         if identity is None:
             return protocol.error_body(protocol.E_NOT_AUTHORIZED, "Terminal not authorized"), request
-        assert not isinstance(command, protocol.AuthCommand)
+        if isinstance(command, protocol.PaymentCommand):
+            # Database, acquirer and recording phases: no database thread waits for the acquirer.
+            return await handlers.pay(self._db, identity, command), request
+        if not isinstance(command, protocol.TokenCommand):  # /auth is the connection's, answered before
+            raise TypeError(f"{type(command).__name__} is not a terminal request")
         return await self._db(handlers.execute, identity, command), request
 
     # --- JSON lines -----------------------------------------------------------------
@@ -313,8 +317,10 @@ class TerminalListener:
             except protocol.ProtocolError:
                 identity = None
             else:
-                assert isinstance(command, protocol.AuthCommand)
-                identity = await self._db(handlers.authenticate, command.terminal_id, command.secret, conn.peer_ip)
+                identity = (
+                    await self._db(handlers.authenticate, command.terminal_id, command.secret, conn.peer_ip)
+                    if isinstance(command, protocol.AuthCommand) else None
+                )
             if identity is None:
                 await self._write(conn, protocol.encode_line(
                     protocol.error_body(protocol.E_NOT_AUTHORIZED, "Terminal not authorized"), request))

@@ -36,7 +36,8 @@ def terminal(db):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session", autouse=True)
 def _remove_this_runs_embedded_broker():  # type: ignore[no-untyped-def]
-    """The embedded broker's folder of this test run (config/settings/test.py) goes with it."""
+    """The embedded broker's folder and the sandbox ledger of this test run
+    (config/settings/test.py) go with it."""
     yield
     import shutil
     from pathlib import Path
@@ -46,3 +47,6 @@ def _remove_this_runs_embedded_broker():  # type: ignore[no-untyped-def]
     folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("data_folder_in")
     if folder and "broker-test" in str(folder):
         shutil.rmtree(Path(str(folder)).parent, ignore_errors=True)
+    ledger = Path(settings.SANDBOX_ACQUIRER_LEDGER)  # the sandbox acquirer's, of this run
+    if "test-runs" in ledger.parts:
+        shutil.rmtree(ledger.parent, ignore_errors=True)

@@ -196,6 +196,36 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
+# --- Acquirer calls and unknown outcomes (docs/decisions.md) -------------------
+# Every acquirer call runs on a pool of its own (threads per process) and is
+# waited for this long; after that its outcome is unknown: the transaction
+# stays processing, holding its token and merchant reference, until the
+# resolver settles it.
+ACQUIRER_TIMEOUT_SECONDS = env.float("ACQUIRER_TIMEOUT_SECONDS", default=10.0)
+ACQUIRER_THREADS = env.int("ACQUIRER_THREADS", default=64)
+# The resolver (Celery beat, every PAYMENTS_RESOLVE_SWEEP_SECONDS) takes a
+# transaction processing for longer than this, asks the acquirer what became
+# of it and records that; an approval nobody was told about is reversed. Its
+# lease on a row is OUTBOX_LEASE_SECONDS (the task time limits follow it).
+PAYMENTS_RESOLVE_AFTER_SECONDS = env.float("PAYMENTS_RESOLVE_AFTER_SECONDS", default=60.0)
+PAYMENTS_RESOLVE_SWEEP_SECONDS = env.float("PAYMENTS_RESOLVE_SWEEP_SECONDS", default=30.0)
+PAYMENTS_RESOLVE_BATCH = env.int("PAYMENTS_RESOLVE_BATCH", default=100)
+if PAYMENTS_RESOLVE_AFTER_SECONDS <= ACQUIRER_TIMEOUT_SECONDS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    # A request still waiting for its answer must never be overtaken by the resolver.
+    raise ImproperlyConfigured(
+        "PAYMENTS_RESOLVE_AFTER_SECONDS must be longer than ACQUIRER_TIMEOUT_SECONDS "
+        f"({PAYMENTS_RESOLVE_AFTER_SECONDS:g} <= {ACQUIRER_TIMEOUT_SECONDS:g})"
+    )
+CELERY_BEAT_SCHEDULE["resolve-unknown-outcomes"] = {
+    "task": "payments.tasks.resolve_unknown_outcomes", "schedule": PAYMENTS_RESOLVE_SWEEP_SECONDS,
+}
+# The sandbox acquirer's memory, shared by every process of the machine (so
+# that a worker can ask about an authorization a listener made): an
+# append-only file.
+SANDBOX_ACQUIRER_LEDGER = env.str("SANDBOX_ACQUIRER_LEDGER", default=str(VAR_DIR / "sandbox-acquirer.ledger"))
+
 # --- Terminal listener (docs/terminal.md) -----------------------------------
 TERMINAL_TOKEN_TTL_SECONDS = env.int("TERMINAL_TOKEN_TTL_SECONDS", default=180)
 TERMINAL_IDLE_TIMEOUT_SECONDS = env.float("TERMINAL_IDLE_TIMEOUT_SECONDS", default=300.0)

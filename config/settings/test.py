@@ -28,3 +28,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(_VAR_DIR / "broker-test" / GATEWAY_TEST_RUN)
     make_broker_folders(CELERY_BROKER_TRANSPORT_OPTIONS)
+
+# The sandbox acquirer's ledger of this test run: every test database numbers
+# transactions from 1 again, so a ledger shared with earlier runs would answer
+# an inquiry with another run's payment. Workers and listeners started by the
+# tests share it (same GATEWAY_TEST_RUN).
+SANDBOX_ACQUIRER_LEDGER = str(_VAR_DIR / "test-runs" / GATEWAY_TEST_RUN / "sandbox-acquirer.ledger")

@@ -9,11 +9,15 @@ wire format. The modules, by subject:
 - ``screening``: the gateway's own rules before the acquirer (format, bans,
   PIN, amount, limits), in the terminal contract's order
   (token → tries → number format → ban → PIN → amount → limit → acquirer);
-- ``payments``: sales, authorizations, captures, voids, esipay's confirmed payment;
-- ``acquiring``: calls to the acquirer connector and what their failures mean;
+- ``payments``: sales, authorizations, captures, voids, esipay's confirmed
+  payment; a sale also in its three phases (database, acquirer, recording)
+  for callers that must not hold a database thread while the acquirer answers;
+- ``acquiring``: calls to the acquirer connector on their own bounded pool
+  with a deadline, and what their failures mean;
 - ``refunds``: refunds accepted with their money reserved, carried out by Celery;
 - ``bans``: the ban list and its CSV import;
-- ``reconciliation``: what the periodic sweep settles (payments left half-way);
+- ``reconciliation``: what periodic tasks settle: lost acquirer answers
+  (inquiry, reversal), abandoned esipay confirmations;
 - ``lifecycle``: payments opened without card data and continued later,
   suspended, resumed, cancelled;
 - ``iotp``: IOTP's Payment Handler rules (PayIds, repeats, signed receipts,
@@ -27,10 +31,15 @@ from __future__ import annotations
 
 from .bans import BanImportError, BanImportResult, BanValueError, ban_add, ban_fields, bans_import
 from .payments import (
+    AuthorizationStep,
     ConfirmedPayment,
+    payment_authorization_record,
+    payment_authorization_send,
+    payment_authorization_send_async,
     payment_authorize,
     payment_capture,
     payment_card_confirmed,
+    payment_sale_start,
     payment_sale_with_token,
     payment_void,
 )
@@ -65,7 +74,7 @@ from .iotp import (
     iotp_receipt_check,
 )
 from .lifecycle import payment_cancel, payment_continue, payment_fail, payment_open, payment_resume, payment_suspend
-from .reconciliation import payments_void_unconfirmed
+from .reconciliation import payments_resolve_unknown, payments_void_unconfirmed, transaction_resolve
 from .refunds import refund_execute, refund_request
 from .tokens import ClaimedToken, token_issue
 
@@ -106,19 +115,26 @@ __all__ = [
     "payment_suspend",
     "BanImportError",
     "BanImportResult",
+    "AuthorizationStep",
     "BanValueError",
     "ClaimedToken",
     "ConfirmedPayment",
     "ban_add",
     "ban_fields",
     "bans_import",
+    "payment_authorization_record",
+    "payment_authorization_send",
+    "payment_authorization_send_async",
     "payment_authorize",
     "payment_capture",
     "payment_card_confirmed",
+    "payment_sale_start",
     "payment_sale_with_token",
     "payment_void",
+    "payments_resolve_unknown",
     "payments_void_unconfirmed",
     "refund_execute",
     "refund_request",
     "token_issue",
+    "transaction_resolve",
 ]

@@ -33,8 +33,8 @@ from .. import cards, outbox
 from ..errors import InvalidCardExpiry, InvalidState, NotAuthorized, PaymentError, TransactionNotFound
 from ..models import Transaction
 from ..money import parse_amount
-from ..states import Door, EventType, PaymentMethod, TransactionStatus
-from .payments import _authorize_with_acquirer, _fill_card, _record_declined
+from ..states import AcquirerOperation, Door, EventType, PaymentMethod, TransactionStatus
+from .payments import _fill_card, _record_declined, _step, payment_authorization_record, payment_authorization_send
 from .screening import screen_card
 
 logger = logging.getLogger(__name__)
@@ -147,12 +147,14 @@ def payment_continue(
     txn = _move(
         transaction_id=transaction_id, merchant_pk=merchant_pk,
         sources=(TransactionStatus.AWAITING_CARD,), target=TransactionStatus.PROCESSING,
+        operation=AcquirerOperation.AUTHORIZE,
     )
     try:
         _expiry_check(expiry)
         screened = screen_card(card_number=card_number, policy=policy, amount=txn.amount, currency=txn.currency)
     except PaymentError as exc:
         # The row is ours (processing): record the refusal on it, with its event.
+        txn.operation = ""  # nothing is in flight with the acquirer
         _record_declined(txn, exc, amount=txn.amount, card_number=card_number)
         raise
     _fill_card(txn, screened)
@@ -161,4 +163,5 @@ def payment_continue(
         card_fingerprint=txn.card_fingerprint, card_bin=txn.card_bin, card_last4=txn.card_last4,
         card_brand=txn.card_brand,
     )
-    return _authorize_with_acquirer(txn, pan=screened.pan, capture=True, expiry=expiry, cvv=cvv)
+    step = _step(txn, pan=screened.pan, capture=True, expiry=expiry, cvv=cvv)
+    return payment_authorization_record(step, payment_authorization_send(step))

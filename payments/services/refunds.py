@@ -9,13 +9,12 @@ from django.db import transaction as db_transaction
 from django.utils import timezone
 
 from .. import outbox
-from ..acquirers.base import Outcome, get_acquirer
-from ..db import in_transaction
+from ..acquirers.base import AcquirerError, AcquirerResult, Outcome, get_acquirer
 from ..errors import AmountExceedsRemaining, InvalidRequest, InvalidState, TransactionNotFound
 from ..models import Refund, Transaction
 from ..money import parse_amount
 from ..states import REFUNDABLE_STATUSES, EventType, RefundStatus, TransactionStatus
-from .acquiring import acquirer_call
+from .acquiring import acquirer_run
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +70,9 @@ def refund_execute(*, refund_id: int) -> Refund | None:
     back. A technical failure proves nothing (the bank may have paid): the
     refund stays pending, its amount reserved, and is asked again with
     backoff (at most every 6 h) until the acquirer answers; after 3 days
-    each try is logged as an error for staff.
+    each try is logged as an error for staff. Anything that is not the
+    connector's own failure (a bug, a Celery time limit) propagates: the
+    refund keeps its lease until it runs out, then the sweep queues it again.
     """
     now = timezone.now()
     lease = outbox.lease_claim(Refund.objects.filter(status=RefundStatus.PENDING), pk=refund_id, now=now)
@@ -79,11 +80,13 @@ def refund_execute(*, refund_id: int) -> Refund | None:
     if refund is None or lease is None:
         return refund
     txn = refund.transaction
-    assert not in_transaction(), "no acquirer call inside a transaction"
-    result = acquirer_call(
-        get_acquirer().refund,
-        reference=txn.acquirer_reference, amount=refund.amount, currency=txn.currency, refund_id=refund.pk,
-    )
+    try:
+        result = acquirer_run(
+            get_acquirer().refund,
+            reference=txn.acquirer_reference, amount=refund.amount, currency=txn.currency, refund_id=refund.pk,
+        )
+    except AcquirerError as exc:  # a timeout proves nothing: asked again later
+        result = AcquirerResult(Outcome.UNKNOWN, reason=str(exc) or type(exc).__name__)
     retry_in: float | None = None
     with db_transaction.atomic():
         txn = Transaction.objects.select_for_update().get(pk=txn.pk)

@@ -24,6 +24,7 @@ from kombu.exceptions import OperationalError
 from payments import cards, outbox, services, tasks
 from payments.acquirers.base import AcquirerResult, Outcome
 from payments.acquirers.sandbox import SandboxAcquirer
+from payments.db import TransactionRuleViolation
 from payments.errors import AcquirerFailure, Declined, InvalidPin, LimitExceeded
 from payments.models import DeliveryAttempt, Event, Refund, Transaction, WebhookDelivery, WebhookEndpoint
 from payments.states import DeliveryStatus, Door, EventType, PaymentMethod, RefundStatus, TransactionStatus
@@ -386,7 +387,7 @@ def test_refund_outcome_does_not_commit_without_its_event(monkeypatch) -> None: 
 def test_event_emit_outside_a_transaction_is_refused() -> None:
     txn = CapturedTransactionFactory()
     add_endpoint(txn.merchant)
-    with pytest.raises(AssertionError, match="inside the change's transaction"):
+    with pytest.raises(TransactionRuleViolation, match="inside the change's transaction"):
         outbox.event_emit(type=EventType.PAYMENT_SUCCEEDED, transaction=txn)
     assert not Event.objects.exists() and not WebhookDelivery.objects.exists()
 
@@ -417,8 +418,10 @@ def test_deliveries_are_queued_only_after_the_commit(queue) -> None:  # type: ig
     txn = AuthorizedTransactionFactory()
     add_endpoint(txn.merchant, "https://a.example.com/hook")
     add_endpoint(txn.merchant, "https://b.example.com/hook")
-    with transaction.atomic():
-        services.payment_capture(transaction_id=txn.pk, merchant_pk=txn.merchant_id)
+    with transaction.atomic():  # the change an event announces (no acquirer call: none may run in a transaction)
+        Transaction.objects.filter(pk=txn.pk).update(status=TransactionStatus.CAPTURED, captured_amount=txn.amount)
+        txn.refresh_from_db()
+        outbox.event_emit(type=EventType.PAYMENT_SUCCEEDED, transaction=txn)
         assert queue.calls == []  # the capture may still roll back
     ids = list(WebhookDelivery.objects.filter(event__transaction=txn).values_list("pk", flat=True))
     assert len(ids) == 2 and sorted(queue.deliveries) == sorted(ids)
@@ -929,7 +932,7 @@ def test_no_webhook_call_is_made_inside_a_transaction(server) -> None:  # type: 
     with transaction.atomic():
         emit(txn)
     delivery = WebhookDelivery.objects.get()
-    with pytest.raises(AssertionError, match="inside a transaction"):
+    with pytest.raises(TransactionRuleViolation, match="inside a transaction"):
         with transaction.atomic():
             outbox.delivery_attempt(delivery_id=delivery.pk)
     assert not server.received

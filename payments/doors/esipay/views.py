@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods
 
 from merchants.models import Merchant
 from payments import cards, errors, outbound, services
-from payments.db import in_transaction
+from payments.db import require_no_transaction
 from payments.doors.http import caller_address
 from payments.models import Transaction
 from payments.states import Door
@@ -42,6 +42,9 @@ _STATUS: dict[type[errors.PaymentError], int] = {
     errors.AcquirerFailure: 500,
     errors.ConfirmationFailed: 500,
     errors.PaymentInProgress: 500,
+    # The card may have been charged: never a 400 "declined". A repeat of the
+    # cid answers the outcome once the gateway has settled it.
+    errors.PaymentOutcomeUnknown: 500,
 }
 
 
@@ -83,7 +86,7 @@ def _return_url_confirms(merchant: Merchant, cid: str):  # type: ignore[no-untyp
     """esipay's confirmation: a form POST to the return URL must answer 200."""
 
     def confirm(txn: Transaction) -> tuple[bool, str]:
-        assert not in_transaction(), "no return-URL call inside a transaction"
+        require_no_transaction("return-URL call")
         response = outbound.post(
             merchant.callback_url,
             data={"type": "card", "amount": f"{txn.amount:.2f}", "transaction": str(txn.pk), "cid": cid},
