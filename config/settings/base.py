@@ -192,6 +192,15 @@ TERMINAL_MAX_FRAME_BYTES = env.int("TERMINAL_MAX_FRAME_BYTES", default=64 * 1024
 # Threads (each with its own persistent database connection) per listener process.
 TERMINAL_DB_THREADS = env.int("TERMINAL_DB_THREADS", default=8)
 TERMINAL_DRAIN_SECONDS = env.float("TERMINAL_DRAIN_SECONDS", default=10.0)
+# Against unidentified connections (docs/terminal.md): connections per source
+# address per listener process (0: no cap), and seconds a connection has to
+# identify its terminal (/auth, Basic, or its address) after connecting.
+TERMINAL_MAX_CONNECTIONS_PER_ADDRESS = env.int("TERMINAL_MAX_CONNECTIONS_PER_ADDRESS", default=256)
+TERMINAL_IDENTIFY_TIMEOUT_SECONDS = env.float("TERMINAL_IDENTIFY_TIMEOUT_SECONDS", default=10.0)
+# Unread input and unflushed output kept per connection (each), in bytes.
+TERMINAL_MAX_BUFFERED_BYTES = env.int("TERMINAL_MAX_BUFFERED_BYTES", default=256 * 1024)
+# The listener logs its counters this often when they changed (0: only at shutdown).
+TERMINAL_COUNTERS_LOG_SECONDS = env.float("TERMINAL_COUNTERS_LOG_SECONDS", default=60.0)
 
 LOGGING = {
     "version": 1,
