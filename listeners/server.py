@@ -117,6 +117,8 @@ class Listener:
                 task.cancel()
             for conn in late:
                 conn.abort()
+                for request in list(conn._in_flight):
+                    request.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
         if self._server is not None:
