@@ -34,8 +34,8 @@ class LineFramer:
             if newline < 0:
                 if len(buffer) > self.max_bytes:
                     raise FrameTooLarge(f"line over {self.max_bytes} bytes")
-                if self.skip_blank and buffer and buffer.isspace():
-                    buffer.clear()  # whitespace between frames: nothing to keep
+                # Whitespace without a newline yet is kept: it may begin a line
+                # (SET's folded headers start with a space).
                 self._scanned = len(buffer)
                 return None
             self._scanned = 0

@@ -145,10 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--drain", type=float, default=10.0)
     parser.add_argument("--close-reply-timeout", type=float, default=5.0)
+    parser.add_argument("--max-in-flight", type=int, default=8)
     parser.add_argument("--fail-start", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
-    config = ListenerConfig(drain_seconds=args.drain, counters_log_seconds=0)
+    config = ListenerConfig(drain_seconds=args.drain, counters_log_seconds=0, max_in_flight=args.max_in_flight)
 
     def announce(bound: list[tuple[str, int]], count: int) -> None:
         (host, port), (_, diag) = bound
