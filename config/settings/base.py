@@ -80,6 +80,14 @@ def _database(url: str) -> dict:
         # Health-check a persistent connection before reuse: listeners keep
         # one connection per worker thread for hours.
         db["CONN_HEALTH_CHECKS"] = True
+        # Server-side prepared statements (docs/benchmarks.md): PostgreSQL binds
+        # the parameters and parses and plans each statement once per connection.
+        # Turn off behind a pooler that cannot keep them (PgBouncer < 1.21 in
+        # transaction mode).
+        if env.bool("DATABASE_PREPARED_STATEMENTS", default=False):
+            db["OPTIONS"].update(
+                server_side_binding=True, prepare_threshold=env.int("DATABASE_PREPARE_THRESHOLD", default=0)
+            )
     db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     return db
 
