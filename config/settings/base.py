@@ -80,13 +80,15 @@ def _database(url: str) -> dict:
         # Health-check a persistent connection before reuse: listeners keep
         # one connection per worker thread for hours.
         db["CONN_HEALTH_CHECKS"] = True
-        # Server-side prepared statements (docs/benchmarks.md): PostgreSQL binds
-        # the parameters and parses and plans each statement once per connection.
-        # Turn off behind a pooler that cannot keep them (PgBouncer < 1.21 in
-        # transaction mode).
-        if env.bool("DATABASE_PREPARED_STATEMENTS", default=False):
+        # Server-side prepared statements (docs/benchmarks.md: half of PostgreSQL's
+        # CPU per terminal payment was parsing and planning): PostgreSQL binds the
+        # parameters, and a statement run twice on a connection is prepared. Not
+        # at its first run: Django's migrations send several DDL commands in one
+        # string, which cannot be prepared. Turn off behind a pooler that cannot
+        # keep prepared statements (PgBouncer < 1.21 in transaction mode).
+        if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
             db["OPTIONS"].update(
-                server_side_binding=True, prepare_threshold=env.int("DATABASE_PREPARE_THRESHOLD", default=0)
+                server_side_binding=True, prepare_threshold=env.int("DATABASE_PREPARE_THRESHOLD", default=1)
             )
     db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     return db

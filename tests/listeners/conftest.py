@@ -50,6 +50,8 @@ class Running:
         return asyncio.run_coroutine_threadsafe(self.listener.stop(), self.loop)
 
     def close(self) -> None:
+        if self.loop.is_closed():
+            return
         if not self.stopped:
             self.stopped = True
             self.call(self.listener.stop())

@@ -231,3 +231,17 @@ def test_counters_add_up(start) -> None:
     assert counters["accepted"] == 3 and counters["closed"] == 3 and counters["rejected_over_cap"] == 1
     assert counters["errors"] == 0 and counters["timeouts"] == 0
     refused.close()
+
+
+def test_counters_are_logged_while_they_change_and_at_stop(start, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="listeners")
+    running = start(counters_log_seconds=0.2)
+    client = LineClient(running.port)
+    assert client.ask("ECHO x") == "x"
+    eventually(lambda: any("sample listener: accepted=1" in r.getMessage() for r in caplog.records))
+    client.close()
+    running.close()
+    assert any(r.getMessage().startswith("sample listener stopped: accepted=1 active=0 closed=1")
+               for r in caplog.records)
