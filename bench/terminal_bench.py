@@ -34,8 +34,11 @@ worktree under /tmp and measures its listener and this tree's in the same
 run, alternating (round 1: A then B, round 2: B then A, ...), and prints the
 medians side by side. ``--variant LABEL=REF[:NAME=VALUE,...]`` (repeatable)
 adds variants, e.g. this tree with another setting:
-``--variant prepared=.:DATABASE_PREPARED_STATEMENTS=1``. Variants share the
-database unless one sets ``DATABASE_URL``.
+``--variant unprepared=.:DATABASE_PREPARED_STATEMENTS=0``. Variants of this
+tree share its database; another revision gets a database of its own
+(``<database>_<label>``: its migrations differ) unless its ``DATABASE_URL``
+is set. A revision whose requirements differ gets a virtualenv in its
+temporary tree.
 
 Usage:
     .venv/bin/python bench/terminal_bench.py [--terminals 32] [--duration 20]
@@ -130,9 +133,9 @@ def ensure_database(database_url: str, fresh: bool) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def migrate(env: dict[str, str], tree: Path = ROOT) -> None:
+def migrate(env: dict[str, str], tree: Path = ROOT, python: str = PYTHON) -> None:
     started = time.monotonic()
-    subprocess.run([PYTHON, str(tree / "manage.py"), "migrate", "--noinput", "-v", "0"], cwd=tree, env=env,
+    subprocess.run([python, str(tree / "manage.py"), "migrate", "--noinput", "-v", "0"], cwd=tree, env=env,
                    check=True, timeout=600)
     log(f"migrated {env['DATABASE_URL'].rsplit('/', 1)[-1]} with {tree} in {time.monotonic() - started:.1f}s")
 
@@ -154,9 +157,9 @@ print("BENCH_CREDENTIALS " + json.dumps(creds))
 """
 
 
-def provision(env: dict[str, str], count: int, tree: Path = ROOT) -> list[tuple[str, str]]:
+def provision(env: dict[str, str], count: int, tree: Path = ROOT, python: str = PYTHON) -> list[tuple[str, str]]:
     out = subprocess.run(
-        [PYTHON, str(tree / "manage.py"), "shell", "-c", PROVISION.replace("__N__", str(int(count)))],
+        [python, str(tree / "manage.py"), "shell", "-c", PROVISION.replace("__N__", str(int(count)))],
         cwd=tree, env=env, check=True, timeout=300, capture_output=True, text=True,
     ).stdout
     for line in out.splitlines():
@@ -169,15 +172,16 @@ def provision(env: dict[str, str], count: int, tree: Path = ROOT) -> list[tuple[
 
 
 class Listener:
-    def __init__(self, env: dict[str, str], workers: int, log_path: Path, tree: Path = ROOT) -> None:
-        self.env, self.workers, self.log_path, self.tree = env, workers, log_path, tree
+    def __init__(self, env: dict[str, str], workers: int, log_path: Path, tree: Path = ROOT,
+                 python: str = PYTHON) -> None:
+        self.env, self.workers, self.log_path, self.tree, self.python = env, workers, log_path, tree, python
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 
     def start(self, timeout: float = 60.0) -> None:
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [PYTHON, str(self.tree / "manage.py"), "runterminalserver", "--host", LOOPBACK, "--port", "0",
+            [self.python, str(self.tree / "manage.py"), "runterminalserver", "--host", LOOPBACK, "--port", "0",
              "--workers", str(self.workers)],
             cwd=self.tree, env=self.env, stdout=subprocess.PIPE, stderr=self.log_file, text=True,
         )
@@ -782,8 +786,8 @@ def summary(result: dict[str, Any]) -> str:
              f"{os.cpu_count()} cores, PostgreSQL {result['postgres']})"]
     lines.append(f"database {result['database']}; settings {result['settings']}")
     for variant in result["variants"]:
-        lines.append(f"  variant {variant['label']}: {variant['ref']} ({variant['commit'][:12]}) in {variant['tree']}"
-                     + (f", env {variant['env']}" if variant["env"] else ""))
+        lines.append(f"  variant {variant['label']}: {variant['ref']} ({variant['commit'][:12]}) in {variant['tree']},"
+                     f" database {variant['database']}" + (f", env {variant['env']}" if variant["env"] else ""))
     for run in result["runs"]:
         lines += _run_lines(run)
     for idle in result.get("idle", []):
@@ -851,7 +855,7 @@ def prepare_variants(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for spec in specs:
         if spec["ref"] == ".":
             commit = _git("rev-parse", "HEAD") + ("+changes" if _git("status", "--porcelain") else "")
-            variants.append({**spec, "commit": commit, "tree": str(ROOT), "temporary": False})
+            variants.append({**spec, "commit": commit, "tree": str(ROOT), "python": PYTHON, "temporary": False})
             continue
         commit = _git("rev-parse", "--verify", spec["ref"] + "^{commit}")
         tree = Path(tempfile.mkdtemp(prefix=f"terminal-bench-{re.sub(r'[^A-Za-z0-9]+', '-', spec['label'])}-",
@@ -860,8 +864,22 @@ def prepare_variants(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         _git("worktree", "add", "--detach", str(tree), commit)
         (tree / "var").mkdir(exist_ok=True)
         log(f"variant {spec['label']}: {spec['ref']} ({commit[:12]}) checked out in {tree}")
-        variants.append({**spec, "commit": commit, "tree": str(tree), "temporary": True})
+        variants.append({**spec, "commit": commit, "tree": str(tree), "python": variant_python(tree),
+                         "temporary": True})
     return variants
+
+
+def variant_python(tree: Path) -> str:
+    """This interpreter when the revision needs the same packages; else a virtualenv of its own in its tree."""
+    if (tree / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text():
+        return PYTHON
+    venv = tree / ".venv-bench"
+    log(f"{tree.name}: other requirements; installing them into {venv}")
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r",
+                    str(tree / "requirements.txt")], check=True, timeout=1200)
+    return str(venv / "bin" / "python")
 
 
 def remove_variants(variants: list[dict[str, Any]]) -> None:
@@ -943,17 +961,25 @@ def _measure(args: argparse.Namespace, variants: list[dict[str, Any]], base_env:
              idle_rounds: int, result: dict[str, Any]) -> int:
     result["variants"] = [{k: v for k, v in variant.items() if k != "temporary"} for variant in variants]
     envs = {v["label"]: {**base_env, **v["env"]} for v in variants}
+    for variant in variants:
+        # Another revision has other migrations: a database of its own, unless told otherwise.
+        if variant["temporary"] and "DATABASE_URL" not in variant["env"]:
+            parts = urlsplit(base_env["DATABASE_URL"])
+            name = parts.path.lstrip("/") + "_" + re.sub(r"[^a-z0-9]+", "_", variant["label"].lower())
+            envs[variant["label"]]["DATABASE_URL"] = urlunsplit((*parts[:2], "/" + name, *parts[3:]))
+    result["variants"] = [{**v, "database": re.sub(r"//[^@/]*@", "//", envs[v["label"]]["DATABASE_URL"])}
+                          for v in result["variants"]]
     creds_by_db: dict[str, list[tuple[str, str]]] = {}
     # This tree first: it migrates and provisions the databases it shares with the others.
     for variant in sorted(variants, key=lambda v: v["ref"] != "."):
-        env, tree = envs[variant["label"]], Path(variant["tree"])
+        env, tree, python = envs[variant["label"]], Path(variant["tree"]), variant["python"]
         database_url = env["DATABASE_URL"]
         if database_url not in creds_by_db:
             ensure_database(database_url, args.fresh)
         if not args.skip_migrate:
-            migrate(env, tree)
+            migrate(env, tree, python)
         if database_url not in creds_by_db:
-            creds_by_db[database_url] = provision(env, args.terminals, tree)
+            creds_by_db[database_url] = provision(env, args.terminals, tree, python)
             log(f"provisioned {args.terminals} terminals in {database_url.rsplit('/', 1)[-1]}")
     import psycopg
 
@@ -973,7 +999,8 @@ def _measure(args: argparse.Namespace, variants: list[dict[str, Any]], base_env:
             for variant in order(round_index):
                 label, env = variant["label"], envs[variant["label"]]
                 creds = creds_by_db[env["DATABASE_URL"]]
-                listener = Listener(env, args.workers, log_dir / f"bench-listener-{label}.log", Path(variant["tree"]))
+                listener = Listener(env, args.workers, log_dir / f"bench-listener-{label}.log", Path(variant["tree"]),
+                                    variant["python"])
                 listener.start()
                 log(f"[{label} r{round_index + 1}] listener on port {listener.port}, pids {listener.pids()}")
                 try:
@@ -992,7 +1019,8 @@ def _measure(args: argparse.Namespace, variants: list[dict[str, Any]], base_env:
             for variant in order(round_index):
                 label, env = variant["label"], envs[variant["label"]]
                 creds = creds_by_db[env["DATABASE_URL"]]
-                idle_listener = Listener(env, 1, log_dir / f"bench-listener-idle-{label}.log", Path(variant["tree"]))
+                idle_listener = Listener(env, 1, log_dir / f"bench-listener-idle-{label}.log", Path(variant["tree"]),
+                                         variant["python"])
                 idle_listener.start()
                 log(f"[{label} r{round_index + 1}] idle test: listener pid {idle_listener.proc.pid}, "
                     f"{args.idle} connections")
