@@ -56,9 +56,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_DB)
     parser.add_argument("-n", type=int, default=500)
-    parser.add_argument("--prepared", "--server-side-binding", dest="prepared", action="store_true",
-                        help="server-side prepared statements (DATABASE_PREPARED_STATEMENTS=1: Django's "
-                             "server_side_binding and psycopg's prepare_threshold)")
+    parser.add_argument("--prepared", choices=("0", "1"), default="",
+                        help="server-side prepared statements off/on (DATABASE_PREPARED_STATEMENTS: Django's "
+                             "server_side_binding and psycopg's prepare_threshold; default: the setting's, on)")
     parser.add_argument("--skip-raw", action="store_true")
     args = parser.parse_args()
     check_local(args.database_url)
@@ -71,7 +71,7 @@ def main() -> int:
         LOG_LEVEL="WARNING",
     )
     if args.prepared:
-        os.environ["DATABASE_PREPARED_STATEMENTS"] = "1"
+        os.environ["DATABASE_PREPARED_STATEMENTS"] = args.prepared
     import django
 
     django.setup()
