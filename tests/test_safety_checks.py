@@ -10,7 +10,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCT = ["config", "merchants", "payments", "terminals", "manage.py"]
+# Every top-level package of the product (apps added later included), and manage.py.
+PRODUCT = sorted(
+    path.name for path in ROOT.iterdir()
+    if (path / "__init__.py").is_file() and path.name not in {"tests", "bench"}
+) + ["manage.py"]
 
 
 def product_files() -> list[Path]:
@@ -19,6 +23,10 @@ def product_files() -> list[Path]:
         path = ROOT / name
         files.extend([path] if path.is_file() else sorted(path.rglob("*.py")))
     return files
+
+
+def test_the_scan_covers_every_package() -> None:
+    assert {"config", "merchants", "payments", "terminals", "listeners", "backoffice"} <= set(PRODUCT)
 
 
 def asserts_in(source: str) -> list[int]:

@@ -82,6 +82,16 @@ def _database(url: str) -> dict:
         # Health-check a persistent connection before reuse: listeners keep
         # one connection per worker thread for hours.
         db["CONN_HEALTH_CHECKS"] = True
+        # Server-side prepared statements (docs/benchmarks.md: half of PostgreSQL's
+        # CPU per terminal payment was parsing and planning): PostgreSQL binds the
+        # parameters, and a statement run twice on a connection is prepared. Not
+        # at its first run: Django's migrations send several DDL commands in one
+        # string, which cannot be prepared. Turn off behind a pooler that cannot
+        # keep prepared statements (PgBouncer < 1.21 in transaction mode).
+        if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+            db["OPTIONS"].update(
+                server_side_binding=True, prepare_threshold=env.int("DATABASE_PREPARE_THRESHOLD", default=1)
+            )
     db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     return db
 
@@ -235,6 +245,15 @@ TERMINAL_MAX_FRAME_BYTES = env.int("TERMINAL_MAX_FRAME_BYTES", default=64 * 1024
 # Threads (each with its own persistent database connection) per listener process.
 TERMINAL_DB_THREADS = env.int("TERMINAL_DB_THREADS", default=8)
 TERMINAL_DRAIN_SECONDS = env.float("TERMINAL_DRAIN_SECONDS", default=10.0)
+# Against unidentified connections (docs/terminal.md): connections per source
+# address per listener process (0: no cap), and seconds a connection has to
+# identify its terminal (/auth, Basic, or its address) after connecting.
+TERMINAL_MAX_CONNECTIONS_PER_ADDRESS = env.int("TERMINAL_MAX_CONNECTIONS_PER_ADDRESS", default=256)
+TERMINAL_IDENTIFY_TIMEOUT_SECONDS = env.float("TERMINAL_IDENTIFY_TIMEOUT_SECONDS", default=10.0)
+# Unread input and unflushed output kept per connection (each), in bytes.
+TERMINAL_MAX_BUFFERED_BYTES = env.int("TERMINAL_MAX_BUFFERED_BYTES", default=256 * 1024)
+# The listener logs its counters this often when they changed (0: only at shutdown).
+TERMINAL_COUNTERS_LOG_SECONDS = env.float("TERMINAL_COUNTERS_LOG_SECONDS", default=60.0)
 
 # --- Back office (backoffice/) ----------------------------------------------
 # How long a new secret waits, sealed, for its one view after the redirect.

@@ -15,7 +15,7 @@ from django.test import Client
 
 from payments.models import Event, Transaction
 from payments.states import PROCESS_STATE, Door
-from terminals.server import ListenerConfig
+from terminals.server import TerminalConfig
 from tests.factories import MerchantFactory, TerminalFactory
 from tests.support.http_servers import merchant_server
 from tests.terminals.conftest import RunningListener
@@ -37,7 +37,7 @@ TERMINAL_ERROR = {"CompletedOk": None, "Failed": 111, "ProcessError": 111}
 
 @pytest.fixture
 def listener():  # type: ignore[no-untyped-def]
-    running = RunningListener(ListenerConfig(idle_timeout=10.0, request_timeout=5.0, max_connections=20,
+    running = RunningListener(TerminalConfig(idle_timeout=10.0, request_timeout=5.0, max_connections=20,
                                              db_threads=2, drain_seconds=5.0))
     yield running
     running.close()
