@@ -21,7 +21,7 @@ class Outcome(enum.Enum):
     ERROR = "error"  # a technical failure: the payment is in ProcessError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class AuthorizationRequest:
     transaction_id: int
     amount: Decimal
@@ -31,6 +31,16 @@ class AuthorizationRequest:
     check_number: str = ""
     expiry: str = ""  # YYYYMM when the door has it
     cvv: str = ""
+
+    def __repr__(self) -> str:
+        # A repr reaches tracebacks and debug logs: the card masked, the CVV never.
+        from ..cards import mask_pan
+
+        return (
+            f"AuthorizationRequest(transaction_id={self.transaction_id!r}, amount={self.amount!r}, "
+            f"currency={self.currency!r}, capture={self.capture!r}, pan={mask_pan(self.pan)!r}, "
+            f"check_number={self.check_number!r}, expiry={self.expiry!r}, cvv={'***' if self.cvv else ''!r})"
+        )
 
 
 @dataclass(frozen=True)
