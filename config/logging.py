@@ -51,7 +51,7 @@ def _query_item(item: str) -> str:
     name, sep, value = item.partition("=")
     if name == "ref" and (not sep or _CID.match(value)):
         return item
-    return f"{name if _CID.match(name) else MASK}{sep}{MASK if sep else ''}"
+    return MASK
 
 
 def _mask_segments(path: str, *, query_allowed: bool) -> str:
