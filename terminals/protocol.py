@@ -308,6 +308,9 @@ def error_for(exc: errors.PaymentError) -> dict[str, Any]:
         return error_body(109, "Invalid amount")
     if isinstance(exc, (errors.Declined, errors.AcquirerFailure)):
         return error_body(111, f"Declined {exc.reason}")
+    if isinstance(exc, (errors.LimitsNotConfigured, errors.UnsupportedCurrency)):
+        # The gateway's configuration, not the card: "Declined no card limits configured for USD (VISA)".
+        return error_body(111, f"Declined {exc.message}")
     return error_body(111, "Declined internal error")
 
 

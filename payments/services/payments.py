@@ -196,6 +196,7 @@ def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, car
         else:
             facts = cards.card_facts(pan)
             txn.card_fingerprint, txn.card_bin, txn.card_last4 = facts.fingerprint, facts.bin, facts.last4
+            txn.card_brand = cards.card_brand(pan)  # the number's, whatever the terminal claimed
     txn.status = TransactionStatus.DECLINED
     txn.failure_code = exc.code
     txn.failure_message = exc.message[:255]
