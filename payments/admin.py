@@ -53,7 +53,7 @@ from .models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from .money import CURRENCIES
+from .money import CURRENCIES, format_amount
 from .states import (
     PROCESS_STATE,
     REFUNDABLE_STATUSES,
@@ -410,7 +410,7 @@ class TransactionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: Transaction) -> str:
-        return f"{obj.amount} {obj.currency}"
+        return f"{format_amount(obj.amount, obj.currency)} {obj.currency}"
 
 
 class TokenStateFilter(admin.SimpleListFilter):
@@ -587,7 +587,7 @@ class RefundAdmin(ReadOnlyAdmin):
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: Refund) -> str:
-        return f"{obj.amount} {obj.transaction.currency}"
+        return f"{format_amount(obj.amount, obj.transaction.currency)} {obj.transaction.currency}"
 
     @admin.display(description="status", ordering="status")
     def status_display(self, obj: Refund) -> str:

@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from . import outbound, vault
 from .db import require_atomic, require_no_transaction
+from .money import format_amount
 from .models import DeliveryAttempt, Event, Refund, Transaction, WebhookDelivery, WebhookEndpoint
 from .states import PROCESS_STATE, DeliveryStatus, EventType, RefundStatus
 
@@ -57,7 +58,9 @@ def _iso(moment: datetime) -> str:
 
 
 def transaction_data(txn: Transaction) -> dict[str, object]:
-    """A payment as merchants see it: never more of the card than first 6 / last 4."""
+    """A payment as merchants see it: never more of the card than its mask (first 6 /
+    last 4 at most, the last 4 only for a short number); amounts with the currency's decimals."""
+    currency = txn.currency
     return {
         "object": "payment",
         "transaction": txn.pk,
@@ -66,10 +69,10 @@ def transaction_data(txn: Transaction) -> dict[str, object]:
         "method": str(txn.method),
         "status": str(txn.status),
         "process_state": str(PROCESS_STATE[txn.status]),
-        "amount": f"{txn.amount:.2f}",
-        "currency": txn.currency,
-        "captured_amount": f"{txn.captured_amount:.2f}",
-        "refunded_amount": f"{txn.refunded_amount:.2f}",
+        "amount": format_amount(txn.amount, currency),
+        "currency": currency,
+        "captured_amount": format_amount(txn.captured_amount, currency),
+        "refunded_amount": format_amount(txn.refunded_amount, currency),
         "card": txn.masked_card,
         "card_brand": str(txn.card_brand),
         "failure_code": txn.failure_code,
@@ -85,10 +88,10 @@ def refund_data(refund: Refund, txn: Transaction) -> dict[str, object]:
         "merchant_reference": txn.merchant_reference,
         "reference": refund.reference,
         "status": str(refund.status),
-        "amount": f"{refund.amount:.2f}",
+        "amount": format_amount(refund.amount, txn.currency),
         "currency": txn.currency,
         "transaction_status": str(txn.status),
-        "refunded_amount": f"{txn.refunded_amount:.2f}",
+        "refunded_amount": format_amount(txn.refunded_amount, txn.currency),
         "failure_message": refund.failure_message,
     }
 

@@ -133,15 +133,23 @@ class PaymentMethod(models.TextChoices):
 
 
 class CardBrand(models.TextChoices):
+    """The brands the gateway derives from a card number (``payments.cards.BIN_RANGES``)."""
+
     VISA = "VISA", "Visa"
     MASTER = "MASTER", "MasterCard"
     ELECTRON = "ELECTRON", "Visa Electron"
+    AMEX = "AMEX", "American Express"
 
 
 class LimitKind(models.TextChoices):
+    """Per-payment limits: one per brand, one for cards of no known network,
+    and contactless (on top of the brand's)."""
+
     VISA = "VISA", "Visa (per payment)"
     MASTER = "MASTER", "MasterCard (per payment)"
     ELECTRON = "ELECTRON", "Visa Electron (per payment)"
+    AMEX = "AMEX", "American Express (per payment)"
+    OTHER = "OTHER", "Card of no known network (per payment)"
     CONTACTLESS = "CONTACTLESS", "Contactless (per payment, any brand)"
 
 

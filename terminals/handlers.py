@@ -141,6 +141,7 @@ def finish_payment(
         method=command.method,
         transaction=txn.pk,
         amount=txn.amount,
+        currency=txn.currency,
         card_type=command.card_type,
         masked_card=cards.mask_pan(command.card_number) if command.card_number else "",
         check_number=txn.check_number,

@@ -18,13 +18,20 @@ def require_postgres() -> None:
 
 @pytest.fixture
 def shipped_defaults(db):  # type: ignore[no-untyped-def]
-    """The limits and bans the payments migration ships (operations.md), present even
-    after a transactional test flushed the tables: re-run the migration's own code."""
+    """The limits and bans the payments migrations ship (operations.md, and limits for
+    every currency), present even after a transactional test flushed the tables:
+    re-run the migrations' own code (found by name: the numbers may change)."""
     import importlib
+    from pathlib import Path
 
     from django.apps import apps
 
-    importlib.import_module("payments.migrations.0002_default_limits_and_bans").forwards(apps, None)
+    import payments.migrations
+
+    folder = Path(payments.migrations.__file__).parent
+    for suffix in ("_default_limits_and_bans", "_card_limits_for_every_currency"):
+        (found,) = folder.glob(f"[0-9][0-9][0-9][0-9]{suffix}.py")
+        importlib.import_module(f"payments.migrations.{found.stem}").forwards(apps, None)
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ class Outcome(enum.Enum):
     UNKNOWN = "unknown"  # nobody can tell yet: the resolver settles it by inquiry
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class AuthorizationRequest:
     transaction_id: int  # the idempotency key of the authorization
     amount: Decimal
@@ -66,6 +66,16 @@ class AuthorizationRequest:
     check_number: str = ""
     expiry: str = ""  # YYYYMM when the door has it
     cvv: str = field(default="", repr=False)
+
+    def __repr__(self) -> str:
+        # A repr reaches tracebacks and debug logs: the card masked, the CVV never.
+        from ..cards import mask_pan
+
+        return (
+            f"AuthorizationRequest(transaction_id={self.transaction_id!r}, amount={self.amount!r}, "
+            f"currency={self.currency!r}, capture={self.capture!r}, pan={mask_pan(self.pan)!r}, "
+            f"check_number={self.check_number!r}, expiry={self.expiry!r}, cvv={'***' if self.cvv else ''!r})"
+        )
 
 
 @dataclass(frozen=True)

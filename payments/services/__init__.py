@@ -6,9 +6,10 @@ authenticate, then call these keyword-only functions and map the
 wire format. The modules, by subject:
 
 - ``tokens``: terminal tokens (issue, one try per attempt, which rule refused);
-- ``screening``: the gateway's own rules before the acquirer (format, bans,
-  PIN, amount, limits), in the terminal contract's order
-  (token → tries → number format → ban → PIN → amount → limit → acquirer);
+- ``screening``: the gateway's own rules before the acquirer (format and
+  Luhn, network, bans, PIN, amount, limits), in the terminal contract's order
+  (token → tries → number format and Luhn → network matches card_type → ban
+  → PIN → amount → limit → acquirer);
 - ``payments``: sales, authorizations, captures, voids, esipay's confirmed
   payment; a sale also in its three phases (database, acquirer, recording)
   for callers that must not hold a database thread while the acquirer answers;

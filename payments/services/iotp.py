@@ -55,6 +55,7 @@ from .. import cards, keys
 from ..errors import AcquirerFailure, Declined, InvalidState, PaymentError
 from ..iotp.models import IotpAuthChallenge, IotpMerchantBrands, IotpPayment
 from ..models import CardLimit, Transaction
+from ..money import format_amount
 from ..states import FINAL_PROCESS_STATES, PROCESS_STATE, CardBrand, Door, ProcessState, TransactionStatus
 from . import lifecycle
 
@@ -174,15 +175,16 @@ def iotp_brands_enabled(*, merchant_pk: int) -> list[str]:
 
 
 def iotp_brands_accepted(*, merchant_pk: int, currency: str, amount: Decimal) -> list[str]:
-    """The merchant's brands that may pay ``amount`` ``currency``: a brand whose
-    per-payment limit in that currency is below the amount is left out."""
+    """The merchant's brands that may pay ``amount`` ``currency``: a brand with
+    no per-payment limit in that currency (the core refuses its payments) or
+    whose limit is below the amount is left out."""
     limits = dict(
         CardLimit.objects.filter(currency=currency, kind__in=[core for core, _ in BRANDS.values()])
         .values_list("kind", "max_amount")
     )
     return [
         brand for brand in iotp_brands_enabled(merchant_pk=merchant_pk)
-        if limits.get(BRANDS[brand][0]) is None or amount <= limits[BRANDS[brand][0]]
+        if limits.get(BRANDS[brand][0]) is not None and amount <= limits[BRANDS[brand][0]]
     ]
 
 
@@ -239,7 +241,7 @@ def _status_desc(session: IotpPayment, txn: Transaction) -> str:
         return "Suspended: ResumePaymentPaymentHandler resumes it"
     if status == TransactionStatus.PROCESSING:
         return "With the acquirer"
-    money = f"{txn.amount:.2f} {txn.currency}"
+    money = f"{format_amount(txn.amount, txn.currency)} {txn.currency}"
     if PROCESS_STATE[status] is ProcessState.COMPLETED_OK:
         return f"Paid {money} with {BRANDS.get(session.brand_id, ('', 'a card'))[1]} {txn.masked_card}".strip()[:256]
     return (txn.failure_message or txn.get_status_display())[:256]
@@ -264,7 +266,7 @@ def _receipt_fields(session: IotpPayment, txn: Transaction) -> dict[str, object]
         "BrandId": session.brand_id,
         "ProtocolId": session.protocol_id,
         "ProtocolTransId": str(txn.pk),
-        "Amount": f"{txn.amount:.2f}",
+        "Amount": format_amount(txn.amount, txn.currency),
         "CurrCode": txn.currency,
         "CurrCodeType": "ISO4217-A",
         "PayDirection": session.pay_direction or "Debit",
@@ -373,7 +375,7 @@ class StartRequest:
 
 def _fingerprint(request: StartRequest, card: CardData | None) -> str:
     data = {
-        "brand": request.brand_id, "currency": request.currency, "amount": f"{request.amount:.2f}",
+        "brand": request.brand_id, "currency": request.currency, "amount": format_amount(request.amount, request.currency),
         "direction": request.pay_direction, "protocol": request.protocol_id,
         "ok_from": _iso(request.ok_from), "ok_to": _iso(request.ok_to), "consumer": request.consumer_pay_id,
         # The card by number and expiry, under a keyed HMAC; never the CVV.

@@ -54,13 +54,14 @@ def payment_open(
     merchant = Merchant.objects.filter(pk=merchant_pk, is_active=True).first()
     if merchant is None:
         raise NotAuthorized("Merchant not active")
+    currency = currency or merchant.currency
     txn = Transaction(
         merchant=merchant,
         door=door,
         method=PaymentMethod.CARD,
         status=TransactionStatus.AWAITING_CARD,
-        amount=parse_amount(amount),
-        currency=currency or merchant.currency,
+        amount=parse_amount(amount, currency=currency),
+        currency=currency,
         merchant_reference=merchant_reference,
     )
     txn.save()

@@ -51,7 +51,7 @@ from ..errors import (
     TransactionNotFound,
 )
 from ..models import Transaction
-from ..money import parse_amount
+from ..money import exponent, parse_amount
 from ..states import LIVE_STATUSES, AcquirerOperation, Door, EventType, PaymentMethod, TransactionStatus
 from .acquiring import acquirer_answer, acquirer_answer_async
 from .screening import ScreenedCard, amount_or_none, screen_card, screen_check
@@ -124,7 +124,7 @@ def payment_sale_start(
             try:
                 if method == PaymentMethod.CHECK:
                     txn.check_number, txn.amount = screen_check(
-                        check_number=check_number, amount=amount, token_pk=claimed.pk
+                        check_number=check_number, amount=amount, currency=claimed.currency, token_pk=claimed.pk
                     )
                 else:
                     screened = screen_card(
@@ -132,7 +132,7 @@ def payment_sale_start(
                         policy=cards.TERMINAL_PAN,
                         amount=amount,
                         currency=claimed.currency,
-                        brand=card_type,
+                        card_type=card_type,
                         pin=pin,
                         require_pin=method == PaymentMethod.CARD,
                         contactless=method == PaymentMethod.CONTACTLESS,
@@ -245,7 +245,7 @@ def _fill_card(txn: Transaction, screened: ScreenedCard) -> None:
 
 def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, card_number: object) -> None:
     """Keep a declined attempt for staff, when there is an amount to show."""
-    value = amount_or_none(amount)
+    value = amount_or_none(amount, currency=txn.currency)
     if value is None:
         return
     txn.amount = value
@@ -257,6 +257,7 @@ def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, car
         else:
             facts = cards.card_facts(pan)
             txn.card_fingerprint, txn.card_bin, txn.card_last4 = facts.fingerprint, facts.bin, facts.last4
+            txn.card_brand = cards.card_brand(pan)  # the number's, whatever the terminal claimed
     txn.status = TransactionStatus.DECLINED
     txn.failure_code = exc.code
     txn.failure_message = exc.message[:255]
@@ -409,9 +410,9 @@ def payment_capture(*, transaction_id: int, merchant_pk: int, amount: object = N
     txn = Transaction.objects.filter(pk=transaction_id, merchant_id=merchant_pk).first()
     if txn is None:
         raise TransactionNotFound()
-    value = txn.authorized_amount if amount is None else parse_amount(amount)
+    value = txn.authorized_amount if amount is None else parse_amount(amount, currency=txn.currency)
     if txn.status == TransactionStatus.AUTHORIZED and value > txn.authorized_amount:
-        raise AmountExceedsRemaining(txn.authorized_amount)
+        raise AmountExceedsRemaining(txn.authorized_amount, places=exponent(txn.currency))
     txn = _claim(
         transaction_id=transaction_id, merchant_pk=merchant_pk, expected=TransactionStatus.AUTHORIZED,
         operation=AcquirerOperation.CAPTURE,
@@ -539,7 +540,7 @@ def _repeat_of(earlier: Transaction, *, pan: str, amount: object, deadline: floa
     deadline (its answer was lost: the resolver settles it), else
     PaymentInProgress.
     """
-    value = parse_amount(amount)
+    value = parse_amount(amount, currency=earlier.currency)
     if earlier.card_fingerprint != cards.card_facts(pan).fingerprint or earlier.amount != value:
         raise InvalidRequest(
             f"cid {earlier.merchant_reference!r} was already used for transaction {earlier.pk} "

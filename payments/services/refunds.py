@@ -5,6 +5,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.db import transaction as db_transaction
 from django.utils import timezone
 
@@ -12,7 +13,7 @@ from .. import outbox
 from ..acquirers.base import AcquirerError, AcquirerResult, Outcome, get_acquirer
 from ..errors import AmountExceedsRemaining, InvalidRequest, InvalidState, TransactionNotFound
 from ..models import Refund, Transaction
-from ..money import parse_amount
+from ..money import exponent, parse_amount
 from ..states import REFUNDABLE_STATUSES, EventType, RefundStatus, TransactionStatus
 from .acquiring import acquirer_run
 
@@ -26,9 +27,23 @@ def refund_request(
 
     The transaction row is locked, so concurrent refunds take turns and
     together never exceed the captured amount (the check constraint
-    ``txn_refunded_within_captured`` is the backstop). A repeat of a
-    ``reference`` with the same amount returns the first refund.
+    ``txn_refunded_within_captured`` is the backstop). ``reference`` is the
+    merchant's id of the refund: a repeat on the same transaction returns
+    the first refund and refunds nothing more (with another amount it is
+    InvalidRequest); concurrent repeats take turns on the lock, and the
+    unique constraint ``refund_reference_unique`` is the backstop.
     """
+    try:
+        return _refund_accept(transaction_id=transaction_id, merchant_pk=merchant_pk, amount=amount, reference=reference)
+    except IntegrityError as exc:
+        # A concurrent first request with this reference committed between our
+        # look-up and our insert (a database without row locks): it is the refund.
+        if not reference or "reference" not in str(exc):
+            raise
+        return _refund_accept(transaction_id=transaction_id, merchant_pk=merchant_pk, amount=amount, reference=reference)
+
+
+def _refund_accept(*, transaction_id: int, merchant_pk: int, amount: object, reference: str) -> Refund:
     with db_transaction.atomic():
         txn = Transaction.objects.select_for_update().filter(pk=transaction_id, merchant_id=merchant_pk).first()
         if txn is None:
@@ -36,15 +51,15 @@ def refund_request(
         if reference:
             earlier = Refund.objects.filter(transaction=txn, reference=reference).first()
             if earlier is not None:
-                if amount is not None and parse_amount(amount) != earlier.amount:
+                if amount is not None and parse_amount(amount, currency=txn.currency) != earlier.amount:
                     raise InvalidRequest(f"refund {reference!r} was already requested with another amount")
                 return earlier
         if txn.status not in REFUNDABLE_STATUSES:
             raise InvalidState(f"Transaction is {txn.get_status_display().lower()}")
         remaining = txn.refundable_amount
-        value = remaining if amount is None else parse_amount(amount)
+        value = remaining if amount is None else parse_amount(amount, currency=txn.currency)
         if value <= 0 or value > remaining:
-            raise AmountExceedsRemaining(remaining)
+            raise AmountExceedsRemaining(remaining, places=exponent(txn.currency))
         refund = Refund.objects.create(transaction=txn, amount=value, reference=reference)
         txn.refunded_amount += value
         txn.status = (

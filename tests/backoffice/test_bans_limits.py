@@ -72,6 +72,7 @@ def test_banning_the_same_card_twice_is_refused_without_echoing_the_number(staff
 
 def test_staff_bans_a_bin_a_check_and_a_pin(staff_page):  # type: ignore[no-untyped-def]
     page = staff_page
+    CardLimitFactory(kind="VISA", currency="EUR", max_amount=Decimal("2500.00"))  # a payment needs its limit
     terminal = TerminalFactory()
     add_ban(page, BanKind.BIN, "411111", reason="compromised issuer range")
     expect(page.locator(".messagelist .success")).to_contain_text("411111")
@@ -131,6 +132,7 @@ def test_staff_edits_the_visa_limit_and_a_payment_above_it_is_refused(staff_page
 def test_a_limit_must_be_positive(staff_page):  # type: ignore[no-untyped-def]
     page = staff_page
     CardLimitFactory(kind="CONTACTLESS", currency="EUR", max_amount=Decimal("30.00"))
+    CardLimitFactory(kind="VISA", currency="EUR", max_amount=Decimal("2500.00"))  # the card's own limit
     page.goto("/admin/payments/cardlimit/")
     page.locator("#result_list").get_by_role("link", name="Contactless (per payment, any brand)").click()
     page.locator("#id_max_amount").fill("0")

@@ -366,7 +366,7 @@ def test_banned_bin(terminal, bin_value) -> None:  # type: ignore[no-untyped-def
     with pytest.raises(CardBanned):
         pay_card(terminal, issue(terminal))
     with pytest.raises(CardBanned):
-        pay_card(terminal, issue(terminal), card_number="4242424299999995")
+        pay_card(terminal, issue(terminal), card_number="4242424299999997")
     assert pay_card(terminal, issue(terminal), card_number=MASTER).status == TransactionStatus.CAPTURED
 
 
@@ -707,7 +707,9 @@ def test_authorize_applies_the_gateway_rules() -> None:
     merchant = MerchantFactory()
     with pytest.raises(InvalidCardNumber):
         authorize(merchant, card_number="4242424242424241")  # not Luhn-valid
-    assert authorize(merchant, card_number="4242424242424241", policy=cards.ESIPAY_PAN)
+    with pytest.raises(InvalidCardNumber):
+        authorize(merchant, card_number="4242424242424241", policy=cards.ESIPAY_PAN)  # not at esipay either
+    assert authorize(merchant, card_number="4111222230", policy=cards.ESIPAY_PAN)  # 10 digits, Luhn-valid
     with pytest.raises(CardBanned):
         authorize(merchant, card_number="0000000000000000", policy=cards.ESIPAY_PAN)
     with pytest.raises(LimitExceeded, match="Card max amount 2500.00"):
@@ -717,7 +719,7 @@ def test_authorize_applies_the_gateway_rules() -> None:
     with pytest.raises(Declined):
         authorize(merchant, card_number="4000000000000002")
     statuses = list(Transaction.objects.order_by("pk").values_list("status", flat=True))
-    assert statuses == ["declined", "authorized", "declined", "declined", "declined"]
+    assert statuses == ["declined", "declined", "authorized", "declined", "declined", "declined"]
 
 
 def test_authorize_refused_for_inactive_merchant() -> None:
@@ -990,7 +992,14 @@ def test_shipped_defaults() -> None:
     assert limits == {
         "VISA": Decimal("2500.00"), "MASTER": Decimal("3000.00"),
         "ELECTRON": Decimal("1700.00"), "CONTACTLESS": Decimal("30.00"),
+        "AMEX": Decimal("2500.00"), "OTHER": Decimal("1700.00"),  # docs/decisions.md
     }
+    # Every currency the gateway accepts has every limit (a payment is never unlimited by omission).
+    from payments.money import CURRENCIES
+    from payments.states import LimitKind
+
+    seeded = set(CardLimit.objects.values_list("kind", "currency"))
+    assert seeded == {(kind, code) for kind in LimitKind.values for code in CURRENCIES}
     pins = set(Ban.objects.filter(kind=BanKind.PIN).values_list("key", flat=True))
     assert pins == {cards.pin_fingerprint(p) for p in [str(d) * 4 for d in range(10)] + ["1234"]}
     assert Ban.objects.filter(kind=BanKind.CHECK, key="00000000AAA").exists()

@@ -7,6 +7,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from payments import services
+from payments.money import format_amount
 
 from . import attributes as att
 from .context import Context
@@ -75,7 +76,7 @@ def payment_instrument_inquiry(call: Call, ctx: Context) -> ET.Element:
     if "PaymentLimit" in wanted and limit is not None:
         child(response, "PaymentInstrumentProperty", {
             "PropertyType": "PaymentLimit",
-            "PropertyValue": f"{limit:.2f} {currency}",
-            "PropertyDesc": f"The most one {services.IOTP_BRANDS[brand][1]} payment may be: {limit:.2f} {currency}",
+            "PropertyValue": f"{format_amount(limit, currency)} {currency}",
+            "PropertyDesc": f"The most one {services.IOTP_BRANDS[brand][1]} payment may be: {format_amount(limit, currency)} {currency}",
         })
     return response
