@@ -9,6 +9,7 @@ admin.site.index_title = "Operations"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("payments.doors.esipay.urls")),
+    path("", include("payments.doors.secure_api.urls")),
 ]
 
 if settings.DEBUG:  # the demo merchant's server, for `make run` (merchants/demo_views.py)

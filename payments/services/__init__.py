@@ -14,6 +14,8 @@ wire format. The modules, by subject:
 - ``refunds``: refunds accepted with their money reserved, carried out by Celery;
 - ``bans``: the ban list and its CSV import;
 - ``reconciliation``: what the periodic sweep settles (payments left half-way);
+- ``verification``: a card checked before it is kept on file (zero-amount authorization);
+- ``cancellations``: voiding a payment that is not settled yet (captures of the day too);
 - ``sql``: what the hand-written hot-path SQL shares.
 
 Callers import from ``payments.services`` only: the names below are the
@@ -33,8 +35,15 @@ from .payments import (
 from .reconciliation import payments_void_unconfirmed
 from .refunds import refund_execute, refund_request
 from .tokens import ClaimedToken, token_issue
+from .cancellations import AlreadyCancelled, AlreadySettled, payment_cancel
+from .verification import CardVerification, card_verify
 
 __all__ = [
+    "AlreadyCancelled",
+    "AlreadySettled",
+    "CardVerification",
+    "card_verify",
+    "payment_cancel",
     "BanImportError",
     "BanImportResult",
     "BanValueError",
