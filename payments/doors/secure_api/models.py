@@ -50,7 +50,7 @@ class ApiCall(models.Model):
     """One request to the secure API, for staff: never its payload."""
 
     created_at = models.DateTimeField(db_index=True)
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, null=True, blank=True, related_name="api_calls")
     # As claimed in the Authorization header (for staff looking at refusals);
     # ``merchant`` is set only when the signature was good.
     app_id = models.CharField("app id", max_length=32, blank=True)
