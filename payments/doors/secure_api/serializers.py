@@ -16,7 +16,7 @@ from rest_framework import serializers
 from payments.errors import InvalidAmount
 from payments.money import parse_amount
 
-ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
+ORDER_ID = re.compile(r"\A[A-Za-z0-9._:-]{1,64}\Z")
 _DIGITS = re.compile(r"[0-9]{1,4}\Z")
 
 
@@ -114,7 +114,7 @@ class ChargeRequest(_Strict):
                                      error_messages={"invalid": "1 to 64 letters, digits or . _ : -"})
     applicationId = serializers.CharField(max_length=64, required=False, allow_blank=True)
     amount = AmountField()
-    currencyCode = serializers.RegexField(r"^[A-Z]{3}$", error_messages={"invalid": "an ISO 4217 code, like EUR"})
+    currencyCode = serializers.RegexField(r"\A[A-Z]{3}\Z", error_messages={"invalid": "an ISO 4217 code, like EUR"})
     ipAddr = serializers.IPAddressField(required=False, allow_blank=True)
     paymentInfoID = serializers.UUIDField()
     paymentInfo = ChargePaymentInfoRequest(required=False)
