@@ -153,12 +153,17 @@ def live_api(live_server, transactional_db, shipped_defaults):  # type: ignore[n
     from tests.factories import MerchantFactory
 
     keys = api_keys_issue(merchant=MerchantFactory(currency="EUR", allowed_ips=[]))
+    made: list[SecureApiClient] = []
 
     def new_client() -> SecureApiClient:
-        return SecureApiClient(live_server.url, app_id=keys.app_id, app_key=keys.app_key, data_key=keys.data_key,
-                               timeout=60)
+        made.append(SecureApiClient(live_server.url, app_id=keys.app_id, app_key=keys.app_key,
+                                    data_key=keys.data_key, timeout=60))
+        return made[-1]
 
-    return new_client
+    yield new_client
+    # Closing the connections ends the server's threads, and with them their database connections.
+    for client in made:
+        client.close()
 
 
 def test_a_repeat_while_the_first_runs_is_409_at_once(live_api, settings) -> None:  # type: ignore[no-untyped-def]
