@@ -79,7 +79,7 @@ def answers(serializer: type[serializers.Serializer], *error_codes: int) -> dict
             continue
         match = next(code for (number, status), code in table.items() if number == value and status != 409)
         by_status.setdefault(match.status, []).append(match)
-    result: dict[int, Any] = {200: _data_of(serializer)}
+    result: dict[int, Any] = {200: OpenApiResponse(_data_of(serializer), description='Success: {"data": ...}')}
     for status, listed in sorted(by_status.items()):
         text = "; ".join(f"{code.code}: {code.message}" for code in listed)
         result[status] = OpenApiResponse(ErrorAnswer, description=text)

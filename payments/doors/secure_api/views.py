@@ -124,6 +124,8 @@ def _transaction(account: Account, ids: dict[str, object]) -> Transaction:
 
 
 class AccountsView(SecureApiView):
+    """Accounts are the merchant's end customers, who keep cards on file."""
+
     @extend_schema(operation_id="account_create", summary="Create an account", tags=["accounts"],
                    request=s.AccountCreateRequest, responses=answers(s.AccountAnswer, 997))
     def post(self, caller: ApiCaller, ids: dict[str, object], payload: Any) -> dict[str, Any]:
@@ -135,6 +137,8 @@ class AccountsView(SecureApiView):
 
 
 class AccountView(SecureApiView):
+    """One of the merchant's accounts."""
+
     @extend_schema(operation_id="account_get", summary="An account", tags=["accounts"],
                    parameters=[_UUID_PARAMETER], responses=answers(s.AccountAnswer, 901, 997))
     def get(self, caller: ApiCaller, ids: dict[str, object], payload: Any) -> dict[str, Any]:
@@ -142,6 +146,8 @@ class AccountView(SecureApiView):
 
 
 class PaymentInfosView(SecureApiView):
+    """The cards an account keeps on file."""
+
     @extend_schema(operation_id="paymentinfo_list", summary="The account's cards on file", tags=["payment info"],
                    parameters=[_UUID_PARAMETER], responses=answers(s.PaymentInfoListAnswer, 901, 997))
     def get(self, caller: ApiCaller, ids: dict[str, object], payload: Any) -> dict[str, Any]:
@@ -168,6 +174,8 @@ class PaymentInfosView(SecureApiView):
 
 
 class PaymentInfoView(SecureApiView):
+    """One card on file."""
+
     @extend_schema(operation_id="paymentinfo_get", summary="A card on file", tags=["payment info"],
                    parameters=[_UUID_PARAMETER, _PAYMENT_INFO_PARAMETER],
                    responses=answers(s.PaymentInfoAnswer, 901, 903, 997))
@@ -198,6 +206,8 @@ class PaymentInfoView(SecureApiView):
 
 
 class ReverifyView(SecureApiView):
+    """A card verified again with the acquirer (a zero-amount authorization)."""
+
     @extend_schema(operation_id="paymentinfo_reverify", summary="Verify a card again", tags=["payment info"],
                    parameters=[_UUID_PARAMETER, _PAYMENT_INFO_PARAMETER], request=s.ReverifyRequest,
                    responses=answers(s.PaymentInfoAnswer, 901, 903, 937, 997, 1701))
@@ -209,6 +219,8 @@ class ReverifyView(SecureApiView):
 
 
 class CvvView(SecureApiView):
+    """A CVV held for the card's next charge."""
+
     @extend_schema(operation_id="paymentinfo_cvv", summary="Hold a CVV for the next charge", tags=["payment info"],
                    parameters=[_UUID_PARAMETER, _PAYMENT_INFO_PARAMETER], request=s.CvvRequest,
                    responses=answers(s.CvvAnswer, 901, 903, 997),
@@ -221,6 +233,8 @@ class CvvView(SecureApiView):
 
 
 class ChargeView(SecureApiView):
+    """Charges of a card on file."""
+
     order_field = "orderID"
 
     @extend_schema(
@@ -246,6 +260,8 @@ class ChargeView(SecureApiView):
 
 
 class TransactionsView(SecureApiView):
+    """The account's transactions."""
+
     @extend_schema(
         operation_id="transaction_list", summary="The account's transactions, by page and date", tags=["billing"],
         parameters=[
@@ -253,8 +269,10 @@ class TransactionsView(SecureApiView):
             OpenApiParameter("pageNo", int, description="From 1 (default 1). Sent encrypted: data=<envelope of "
                                                         "pageNo=1&pageSize=10&fromDate=...>"),
             OpenApiParameter("pageSize", int, description="1 to 100 (default 10)."),
-            OpenApiParameter("fromDate", str, description="YYYYMMDD (UTC), included."),
-            OpenApiParameter("toDate", str, description="YYYYMMDD (UTC), included."),
+            OpenApiParameter("fromDate", {"type": "string", "pattern": "^[0-9]{8}$"},
+                             description="YYYYMMDD (UTC), included."),
+            OpenApiParameter("toDate", {"type": "string", "pattern": "^[0-9]{8}$"},
+                             description="YYYYMMDD (UTC), included."),
         ],
         responses=answers(s.TransactionPageAnswer, 901, 911, 997),
     )
@@ -274,6 +292,8 @@ class TransactionsView(SecureApiView):
 
 
 class TransactionView(SecureApiView):
+    """One of the account's transactions."""
+
     @extend_schema(operation_id="transaction_get", summary="A transaction, with its refunds", tags=["billing"],
                    parameters=[_UUID_PARAMETER, _TRANSACTION_PARAMETER],
                    responses=answers(s.TransactionDetailAnswer, 901, 911, 997))
@@ -285,6 +305,8 @@ class TransactionView(SecureApiView):
 
 
 class RefundView(SecureApiView):
+    """Refunds of a transaction."""
+
     @extend_schema(
         operation_id="transaction_refund", summary="Refund (part of) a transaction", tags=["billing"],
         parameters=[_UUID_PARAMETER, _TRANSACTION_PARAMETER], request=s.RefundRequest,
@@ -304,6 +326,8 @@ class RefundView(SecureApiView):
 
 
 class CancelView(SecureApiView):
+    """Cancellation of a transaction not settled yet."""
+
     @extend_schema(
         operation_id="transaction_cancel", summary="Cancel a transaction not settled yet", tags=["billing"],
         parameters=[_UUID_PARAMETER, _TRANSACTION_PARAMETER], request=None,
