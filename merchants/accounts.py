@@ -28,6 +28,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from payments import card_vault, cards, services
+from payments.db import atomic_flushed_later
 from payments.errors import (
     CardExpired,
     Declined,
@@ -93,6 +94,13 @@ def stored_cards(*, account: Account) -> QuerySet[StoredCard]:
 
 def stored_card_get(*, account: Account, uuid: str) -> StoredCard | None:
     return stored_cards(account=account).filter(uuid=uuid).first()
+
+
+def stored_card_of(*, merchant: Merchant, account_uuid: str, card_uuid: str) -> StoredCard | None:
+    """The merchant's account's live card, with its account, in one query (a charge's lookup)."""
+    return StoredCard.objects.select_related("account").filter(
+        account__merchant=merchant, account__uuid=account_uuid, uuid=card_uuid, deleted_at__isnull=True
+    ).first()
 
 
 def _expiry_text(card: StoredCard) -> tuple[str, str]:
@@ -251,8 +259,11 @@ def _outcome_of(txn: Transaction) -> Transaction:
 
 
 def _link(*, account: Account, card: StoredCard, order_id: str, transaction_id: int) -> None:
+    # Flushed later: the payment itself is committed (flushed) by the core; a link
+    # lost with a crash of the database is written again by the repeat of the
+    # order, which finds the live payment by its orderID.
     try:
-        with db_transaction.atomic():
+        with atomic_flushed_later():
             AccountCharge.objects.create(
                 merchant_id=account.merchant_id, account=account, card=card, order_id=order_id,
                 transaction_id=transaction_id,

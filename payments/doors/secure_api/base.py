@@ -23,7 +23,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 from urllib.parse import parse_qsl
@@ -38,6 +38,7 @@ from rest_framework.views import APIView
 
 from merchants.addresses import normalize_ip
 from payments.doors.pltoken import ApiCaller
+from payments.db import atomic_flushed_later
 from payments.errors import PaymentError
 
 from . import codes, envelope, idempotency
@@ -100,6 +101,8 @@ class _Answer:
     body: bytes
     error_code: int | None = None
     replayed: bool = False
+    # Idempotency claims this answer is the first answer of (stored by ``_bookkeep``).
+    claims: list[idempotency.Claim] = field(default_factory=list)
 
 
 def _error_answer(error: ApiError) -> _Answer:
@@ -153,15 +156,28 @@ class SecureApiView(APIView):
             response["Idempotent-Replayed"] = "true"
         if answer.status == 401:
             response["WWW-Authenticate"] = "PLTOKEN"
-        claimed = _APP_ID.match(request.META.get("HTTP_AUTHORIZATION", ""))
-        call_record(
-            started=started_at, merchant_pk=caller.merchant.pk if caller else None,
-            app_id=caller.app_id if caller else (claimed.group(1) if claimed else ""),
-            method=request.method or "", path=request.path, status=answer.status, error_code=answer.error_code,
-            replayed=answer.replayed, duration_ms=int((time.monotonic() - started) * 1000),
-            remote_addr=request.META.get("REMOTE_ADDR", ""),
-        )
+        self._bookkeep(request, caller, answer, started_at, started)
         return response
+
+    def _bookkeep(self, request: HttpRequest, caller: ApiCaller | None, answer: _Answer, started_at, started) -> None:  # type: ignore[no-untyped-def]
+        """The first answer stored under its idempotency keys, and the call logged, in one
+        transaction flushed later (each says why it may be lost with a crash of the database).
+        A failure here never fails the answer: the claims then run out their lease."""
+        claimed = _APP_ID.match(request.META.get("HTTP_AUTHORIZATION", ""))
+        try:
+            with atomic_flushed_later():
+                for held in answer.claims:
+                    idempotency.complete(held, status=answer.status, body=answer.body)
+                call_record(
+                    started=started_at, merchant_pk=caller.merchant.pk if caller else None,
+                    app_id=caller.app_id if caller else (claimed.group(1) if claimed else ""),
+                    method=request.method or "", path=request.path, status=answer.status,
+                    error_code=answer.error_code, replayed=answer.replayed,
+                    duration_ms=int((time.monotonic() - started) * 1000),
+                    remote_addr=request.META.get("REMOTE_ADDR", ""),
+                )
+        except Exception:  # noqa: BLE001 - the answer matters more than its bookkeeping
+            logger.exception("secure API call %s %s %s not recorded", request.method, request.path, answer.status)
 
     # --- the steps ---------------------------------------------------------------------
 
@@ -295,8 +311,7 @@ class SecureApiView(APIView):
             for held in claims:
                 idempotency.release(held)
             raise
-        for held in claims:
-            idempotency.complete(held, status=answer.status, body=answer.body)
+        answer.claims = claims
         return answer
 
     def refund_reference(self) -> str:

@@ -9,7 +9,6 @@ path shows which resource, the account uuid stays readable).
 from __future__ import annotations
 
 import logging
-import random
 import re
 from datetime import datetime, timedelta
 
@@ -19,7 +18,6 @@ from django.utils import timezone
 from .models import ApiCall
 
 logger = logging.getLogger(__name__)
-_PRUNE_ONE_IN = 1000
 _LONG_DIGITS = re.compile(r"[0-9]{10,}")
 
 
@@ -31,21 +29,16 @@ def call_record(
     *, started: datetime, merchant_pk: int | None, app_id: str, method: str, path: str, status: int,
     error_code: int | None, replayed: bool, duration_ms: int, remote_addr: str,
 ) -> None:
-    """Log the call; a failure to log never fails the request it describes."""
-    try:
-        ApiCall.objects.create(
-            created_at=started, merchant_id=merchant_pk, app_id=app_id[:32], method=method[:8],
-            path=redact(path)[:255], status=status, error_code=error_code, replayed=replayed,
-            duration_ms=duration_ms, remote_addr=remote_addr[:45],
-        )
-    except Exception:  # noqa: BLE001 - the answer matters more than its log line
-        logger.exception("secure API call not logged: %s %s %s", method, redact(path)[:255], status)
-        return
-    if random.randrange(_PRUNE_ONE_IN) == 0:
-        calls_prune()
+    """Log the call (in the caller's transaction: see ``base.SecureApiView.dispatch``)."""
+    ApiCall.objects.create(
+        created_at=started, merchant_id=merchant_pk, app_id=app_id[:32], method=method[:8],
+        path=redact(path)[:255], status=status, error_code=error_code, replayed=replayed,
+        duration_ms=duration_ms, remote_addr=remote_addr[:45],
+    )
 
 
 def calls_prune() -> int:
+    """Forget calls older than SECURE_API_CALL_LOG_DAYS (the periodic task)."""
     cutoff = timezone.now() - timedelta(days=settings.SECURE_API_CALL_LOG_DAYS)
     deleted, _ = ApiCall.objects.filter(created_at__lt=cutoff).delete()
     return deleted

@@ -26,10 +26,10 @@ from enum import Enum
 
 from django.conf import settings
 from django.db import IntegrityError
-from django.db import transaction as db_transaction
 from django.utils import timezone
 
 from payments import keys, vault
+from payments.db import atomic_flushed_later
 
 from .models import IdempotencyRecord
 
@@ -72,7 +72,10 @@ def claim(*, merchant_pk: int, scope: str, key: str, digest: str) -> Claim | Rep
     now = timezone.now()
     lease = now + timedelta(seconds=settings.SECURE_API_IDEMPOTENCY_LEASE_SECONDS)
     try:
-        with db_transaction.atomic():
+        # Flushed later: a claim lost with a crash of the database before anything
+        # else was written leaves nothing to repeat; anything the request then
+        # writes (the payment) is committed flushed, and flushes the claim with it.
+        with atomic_flushed_later():
             record = IdempotencyRecord.objects.create(
                 merchant_id=merchant_pk, scope=scope, key=key, request_digest=digest, lease_until=lease,
                 expires_at=_expiry(scope, now),
@@ -108,7 +111,12 @@ def claim(*, merchant_pk: int, scope: str, key: str, digest: str) -> Claim | Rep
 
 
 def complete(held: Claim, *, status: int, body: bytes) -> bool:
-    """Store the first answer, if the claim is still this request's (its lease)."""
+    """Store the first answer, if the claim is still this request's (its lease).
+
+    The caller commits it with the call log, flushed later: an answer lost with a
+    crash of the database leaves the claim running, and the repeat that takes it
+    over gets the outcome of what was done (a charge is found by its orderID).
+    """
     stored = IdempotencyRecord.objects.filter(pk=held.pk, running=True, lease_until=held.lease_until).update(
         running=False, status=status,
         response_sealed=vault.seal(body.decode("utf-8"), purpose=f"{_PURPOSE}:{held.pk}"),

@@ -246,14 +246,19 @@ class ChargeView(SecureApiView):
     )
     @operation(codes.CHARGE)
     def post(self, caller: ApiCaller, ids: dict[str, object], payload: Any) -> dict[str, Any]:
-        account = _account(caller, ids)
         body = validated(s.ChargeRequest, payload)
+        # The card and its account in one query; when there is none, say which is missing.
+        card = accounts.stored_card_of(merchant=caller.merchant, account_uuid=str(ids["uuid"]),
+                                       card_uuid=str(body["paymentInfoID"]))
+        if card is None:
+            _card(_account(caller, ids), body["paymentInfoID"])  # raises 901 or 903
+        account = card.account  # type: ignore[union-attr]
+        account.merchant = caller.merchant
         if body["currencyCode"] != caller.merchant.currency:
             raise invalid("currencyCode", f"must be the merchant's currency, {caller.merchant.currency}")
-        card = _card(account, body["paymentInfoID"])
         cvv_key = ((body.get("paymentInfo") or {}).get("card") or {}).get("cardCVVEncKey", "")
         txn = accounts.account_charge(
-            account=account, card=card, order_id=body["orderID"], amount=body["amount"],
+            account=account, card=card, order_id=body["orderID"], amount=body["amount"],  # type: ignore[arg-type]
             currency=body["currencyCode"], cvv_key=cvv_key,
         )
         return charge_data(account, card, body["orderID"], txn)
