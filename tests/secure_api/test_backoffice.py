@@ -9,12 +9,15 @@ from playwright.sync_api import expect
 
 from clients.secure_api import SecureApiClient
 from merchants.models import ApiKeyPair
-from tests.backoffice.conftest import STAFF_PASSWORD, browser, log_in, page, staff_page, staff_user  # noqa: F401
+from tests.backoffice import conftest as backoffice
+from tests.backoffice.conftest import STAFF_PASSWORD, log_in
 from tests.factories import MerchantFactory
 
 from .conftest import card_body
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# The back-office tests' fixtures: one headless Chromium, a page, a staff login.
+browser, page, staff_user, staff_page = backoffice.browser, backoffice.page, backoffice.staff_user, backoffice.staff_page
 
 
 def shown_keys(page) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -115,9 +115,10 @@ def test_a_cancel_and_a_refund_at_once_one_wins(require_postgres, shipped_defaul
     merchant = MerchantFactory()
     for _ in range(5):
         captured = _captured(merchant)
+        pk = captured.pk
         results = run_at_once([
-            lambda: services.payment_cancel(transaction_id=captured.pk, merchant_pk=merchant.pk),
-            lambda: services.refund_request(transaction_id=captured.pk, merchant_pk=merchant.pk, amount="20.00"),
+            lambda: services.payment_cancel(transaction_id=pk, merchant_pk=merchant.pk),  # noqa: B023 - run now
+            lambda: services.refund_request(transaction_id=pk, merchant_pk=merchant.pk, amount="20.00"),  # noqa: B023
         ])
         succeeded = [r for r in results if not isinstance(r, BaseException)]
         assert len(succeeded) == 1, results

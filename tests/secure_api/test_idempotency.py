@@ -78,7 +78,7 @@ def test_an_error_is_the_first_answer_too(api, account) -> None:  # type: ignore
 
 
 def test_an_idempotency_key_makes_any_post_once(api, account, card) -> None:  # type: ignore[no-untyped-def]
-    first, first_bytes = raw_post(api, "/account", {"externalID": "k-1"}, key="create-k-1")
+    _, first_bytes = raw_post(api, "/account", {"externalID": "k-1"}, key="create-k-1")
     again, again_bytes = raw_post(api, "/account", {"externalID": "k-1"}, key="create-k-1")
     assert again_bytes == first_bytes and again.replayed
     assert Account.objects.filter(external_id="k-1").count() == 1

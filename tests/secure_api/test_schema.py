@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 
 from clients.secure_api import authorization, compact_json, encrypt
 
-from .conftest import card_body, charge_body
+from .conftest import charge_body
 
 # drf-spectacular's schema of the secure API, as served at /api/schema/.
 SCHEMA = SchemaGenerator().get_schema(request=None, public=True)

@@ -13,8 +13,6 @@ from rest_framework.exceptions import APIException
 
 from payments.doors import pltoken
 
-from .codes import AUTHENTICATION, ApiError
-
 
 class ApiRefused(APIException):
     status_code = 401
@@ -22,9 +20,6 @@ class ApiRefused(APIException):
     def __init__(self, refusal: pltoken.PltokenRefused) -> None:
         self.refusal = refusal
         super().__init__(refusal.detail)
-
-    def as_api_error(self) -> ApiError:
-        return ApiError(AUTHENTICATION, f"Authorization: {self.refusal.detail}")
 
 
 class PltokenAuthentication(BaseAuthentication):

@@ -37,8 +37,8 @@ from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from merchants.addresses import normalize_ip
-from payments.doors.pltoken import ApiCaller
 from payments.db import atomic_flushed_later
+from payments.doors.pltoken import ApiCaller
 from payments.errors import PaymentError
 
 from . import codes, envelope, idempotency

@@ -53,20 +53,16 @@ class DigitsField(serializers.Field):
         return value
 
 
-class _Strict(serializers.Serializer):
-    """A body must be a JSON object (DRF would also take a list for a nested one)."""
-
-
 # --- Requests ---------------------------------------------------------------------------
 
 
-class AccountCreateRequest(_Strict):
+class AccountCreateRequest(serializers.Serializer):
     externalID = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     name = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
     email = serializers.EmailField(max_length=254, required=False, allow_blank=True, default="")
 
 
-class CardRequest(_Strict):
+class CardRequest(serializers.Serializer):
     number = serializers.CharField(max_length=19, trim_whitespace=False,
                                    help_text="12 to 19 digits with a valid Luhn check digit.")
     expMonth = DigitsField()
@@ -76,40 +72,40 @@ class CardRequest(_Strict):
                                 help_text="When given, the card is verified with it; it is never stored.")
 
 
-class PaymentInfoCreateRequest(_Strict):
+class PaymentInfoCreateRequest(serializers.Serializer):
     paymentType = serializers.ChoiceField(choices=["CreditCard"])
     card = CardRequest()
 
 
-class CardUpdateRequest(_Strict):
+class CardUpdateRequest(serializers.Serializer):
     expMonth = DigitsField(required=False)
     expYear = DigitsField(required=False)
     holderName = serializers.CharField(max_length=120, required=False, allow_blank=True)
 
 
-class PaymentInfoUpdateRequest(_Strict):
+class PaymentInfoUpdateRequest(serializers.Serializer):
     card = CardUpdateRequest()
 
 
-class CvvRequest(_Strict):
+class CvvRequest(serializers.Serializer):
     cvv = serializers.CharField(max_length=4, trim_whitespace=False, help_text="3 or 4 digits.")
 
 
-class ReverifyRequest(_Strict):
+class ReverifyRequest(serializers.Serializer):
     cvv = serializers.CharField(max_length=4, required=False, allow_blank=True, default="", trim_whitespace=False)
 
 
-class ChargeCardRequest(_Strict):
+class ChargeCardRequest(serializers.Serializer):
     cardCVVEncKey = serializers.CharField(max_length=32, required=False, allow_blank=True, default="",
                                           help_text="From POST .../paymentinfo/{id}/cvv: the CVV held for this charge.")
 
 
-class ChargePaymentInfoRequest(_Strict):
+class ChargePaymentInfoRequest(serializers.Serializer):
     paymentType = serializers.ChoiceField(choices=["CreditCard"], required=False)
     card = ChargeCardRequest(required=False)
 
 
-class ChargeRequest(_Strict):
+class ChargeRequest(serializers.Serializer):
     orderID = serializers.RegexField(ORDER_ID, help_text="Unique per merchant: a repeat replays the first answer.",
                                      error_messages={"invalid": "1 to 64 letters, digits or . _ : -"})
     applicationId = serializers.CharField(max_length=64, required=False, allow_blank=True)
@@ -120,7 +116,7 @@ class ChargeRequest(_Strict):
     paymentInfo = ChargePaymentInfoRequest(required=False)
 
 
-class TransactionsQuery(_Strict):
+class TransactionsQuery(serializers.Serializer):
     """Carried encrypted in ``data=`` as a query string: ``pageNo=1&pageSize=10&fromDate=...``."""
 
     pageNo = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False, default=1)
@@ -129,7 +125,7 @@ class TransactionsQuery(_Strict):
     toDate = serializers.DateField(input_formats=["%Y%m%d"], required=False)
 
 
-class RefundRequest(_Strict):
+class RefundRequest(serializers.Serializer):
     amount = AmountField(required=False, help_text="Default: all that remains.")
 
 
