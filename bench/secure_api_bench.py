@@ -205,6 +205,50 @@ def run_round(kind: str, base_url: str, creds: dict[str, str], args: argparse.Na
 # --- Where the time goes (in this process) --------------------------------------------------------
 
 
+_LAYERS = [  # (layer, path fragment) for the cProfile breakdown, first match wins
+    ("PostgreSQL round trips (psycopg)", "/psycopg/"), ("Django ORM", "/django/db/"),
+    ("DRF", "/rest_framework/"), ("Django request/response", "/django/"),
+    ("client (httpx, WSGI transport)", "/httpx/"), ("client (signing, envelope)", "/clients/"),
+    ("the door (payments/doors)", "/payments/doors/"), ("payment core (payments/)", "/payments/"),
+    ("accounts (merchants/)", "/merchants/"), ("JSON", "simplejson"),
+]
+
+
+def layer_breakdown(creds: dict[str, str], charges: int) -> list[tuple[str, float]]:
+    """Where one secure API charge's time goes (in this process, cProfile's own time
+    by layer; cProfile slows Python down, so read the shares, not the totals)."""
+    import cProfile
+    import pstats
+
+    import httpx
+    from django.core.wsgi import get_wsgi_application
+
+    from clients import secure_api as client
+
+    api = client.SecureApiClient("http://127.0.0.1", app_id=creds["app_id"], app_key=creds["app_key"],
+                                 data_key=creds["data_key"],
+                                 http=httpx.Client(transport=httpx.WSGITransport(app=get_wsgi_application())))
+    path = f"/billing/{creds['account']}/transaction"
+    run = uuid.uuid4().hex[:8]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for n in range(charges):
+        api.post(path, {"orderID": f"layers-{run}-{n}", "amount": "12.50", "currencyCode": "EUR",
+                        "paymentInfoID": creds["card"]})
+    profiler.disable()
+    spent: dict[str, float] = {}
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = 0.0
+    for (filename, _line, function), (_cc, _nc, own, _cum, _callers) in stats.items():
+        total += own
+        name = next((layer for layer, fragment in _LAYERS if fragment in filename), None)
+        if name is None:
+            name = "cryptography, hashlib, hmac" if ("crypt" in filename or "hash" in function or "hmac" in function
+                                                    or "AESGCM" in function) else "other (stdlib, builtins)"
+        spent[name] = spent.get(name, 0.0) + own
+    return sorted(((name, 100 * value / total) for name, value in spent.items()), key=lambda item: -item[1])
+
+
 def profile_in_process(creds: dict[str, str], charges: int) -> dict[str, float]:
     """Single-threaded secure API charges through the WSGI app, with the signature
     check and the envelope timed where the door calls them."""
@@ -314,6 +358,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--profile-charges", type=int, default=300)
+    parser.add_argument("--layers", action="store_true", help="also break a charge's time down by layer (cProfile)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--broker-url", default=os.environ.get("CELERY_BROKER_URL", DEFAULT_BROKER))
     parser.add_argument("--json", action="store_true")
@@ -370,6 +415,7 @@ def main() -> int:
         server_log.close()
         returns.shutdown()
     profile = profile_in_process(creds, args.profile_charges)
+    layers = layer_breakdown(creds, min(args.profile_charges, 200)) if args.layers else []
 
     def median(kind: str, key: str) -> float:
         return statistics.median(r[key] for r in rounds if r["kind"] == kind)
@@ -377,7 +423,7 @@ def main() -> int:
     summary = {
         "secure": {k: median("secure", k) for k in ("per_second", "p50_ms", "p99_ms")},
         "esipay": {k: median("esipay", k) for k in ("per_second", "p50_ms", "p99_ms")},
-        "errors": sum(r["errors"] for r in rounds), "rounds": rounds, "profile": profile,
+        "errors": sum(r["errors"] for r in rounds), "rounds": rounds, "profile": profile, "layers": layers,
         "settings": {"clients": args.clients, "concurrency": args.concurrency, "workers": args.workers,
                      "threads": args.threads, "duration": args.duration},
     }
@@ -394,6 +440,8 @@ def main() -> int:
               f"signature check {profile['signature_ms']:.2f} ms + envelope {profile['envelope_ms']:.2f} ms "
               f"= {profile['share_percent']:.1f}%; the cryptography alone {profile['crypto_alone_ms']:.3f} ms "
               f"= {profile['crypto_share_percent']:.1f}%")
+        for name, share in layers:
+            print(f"  {share:5.1f}%  {name}")
     return 0 if summary["errors"] == 0 else 1
 
 
