@@ -28,7 +28,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from payments import card_vault, cards, services
-from payments.db import atomic_flushed_later
+from payments.db import insert_flushed_later
 from payments.errors import (
     CardExpired,
     Declined,
@@ -263,11 +263,10 @@ def _link(*, account: Account, card: StoredCard, order_id: str, transaction_id: 
     # lost with a crash of the database is written again by the repeat of the
     # order, which finds the live payment by its orderID.
     try:
-        with atomic_flushed_later():
-            AccountCharge.objects.create(
-                merchant_id=account.merchant_id, account=account, card=card, order_id=order_id,
-                transaction_id=transaction_id,
-            )
+        insert_flushed_later(AccountCharge(
+            merchant_id=account.merchant_id, account=account, card=card, order_id=order_id,
+            transaction_id=transaction_id,
+        ))
     except IntegrityError:
         # A repeat of the order after a crash between the payment and this link,
         # which already wrote it: nothing to do.

@@ -25,7 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from payments import vault
-from payments.db import atomic_flushed_later
+from payments.db import insert_flushed_later
 
 from .models import ApiKeyPair, ApiNonce, Merchant
 
@@ -124,8 +124,7 @@ def api_nonce_remember(*, app_id: str, nonce: str, expires_at: datetime) -> bool
         # such a request could then do is nothing: its answer is encrypted for the
         # key holder, and any request that wrote something committed (flushed) its
         # write after the nonce, which flushes the nonce with it.
-        with atomic_flushed_later():
-            ApiNonce.objects.create(app_id=app_id, nonce=nonce, expires_at=expires_at)
+        insert_flushed_later(ApiNonce(app_id=app_id, nonce=nonce, expires_at=expires_at))
     except IntegrityError:
         # Seen before. Expired but not yet pruned: it may be used again.
         reused = ApiNonce.objects.filter(app_id=app_id, nonce=nonce, expires_at__lte=now).update(

@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from payments.db import insert_flushed_later
+
 from .models import ApiCall
 
 logger = logging.getLogger(__name__)
@@ -29,12 +31,14 @@ def call_record(
     *, started: datetime, merchant_pk: int | None, app_id: str, method: str, path: str, status: int,
     error_code: int | None, replayed: bool, duration_ms: int, remote_addr: str,
 ) -> None:
-    """Log the call (in the caller's transaction: see ``base.SecureApiView.dispatch``)."""
-    ApiCall.objects.create(
+    """Log the call, committed without waiting for the disk (a call lost with a crash of
+    the database is a log line lost), in the caller's transaction when it has one
+    (see ``base.SecureApiView._bookkeep``)."""
+    insert_flushed_later(ApiCall(
         created_at=started, merchant_id=merchant_pk, app_id=app_id[:32], method=method[:8],
         path=redact(path)[:255], status=status, error_code=error_code, replayed=replayed,
         duration_ms=duration_ms, remote_addr=remote_addr[:45],
-    )
+    ))
 
 
 def calls_prune() -> int:

@@ -29,7 +29,7 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from payments import keys, vault
-from payments.db import atomic_flushed_later
+from payments.db import insert_flushed_later
 
 from .models import IdempotencyRecord
 
@@ -75,11 +75,11 @@ def claim(*, merchant_pk: int, scope: str, key: str, digest: str) -> Claim | Rep
         # Flushed later: a claim lost with a crash of the database before anything
         # else was written leaves nothing to repeat; anything the request then
         # writes (the payment) is committed flushed, and flushes the claim with it.
-        with atomic_flushed_later():
-            record = IdempotencyRecord.objects.create(
-                merchant_id=merchant_pk, scope=scope, key=key, request_digest=digest, lease_until=lease,
-                expires_at=_expiry(scope, now),
-            )
+        record = IdempotencyRecord(
+            merchant_id=merchant_pk, scope=scope, key=key, request_digest=digest, lease_until=lease,
+            expires_at=_expiry(scope, now),
+        )
+        insert_flushed_later(record)
     except IntegrityError:
         pass
     else:
