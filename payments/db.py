@@ -49,8 +49,10 @@ def insert_flushed_later(instance: Model) -> None:
     keeps an enclosing transaction usable (a savepoint) when there is one.
     """
     connection = db_transaction.get_connection()
+    guard = db_transaction.atomic() if connection.in_atomic_block else nullcontext()
     if connection.vendor != "postgresql":
-        instance.save(force_insert=True)
+        with guard:
+            instance.save(force_insert=True)
         return
     meta = instance._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
@@ -62,7 +64,6 @@ def insert_flushed_later(instance: Model) -> None:
         f"FROM (SELECT set_config('synchronous_commit', 'off', true)) AS flushed_later "
         f"RETURNING {quote(meta.pk.column)}"
     )
-    guard = db_transaction.atomic() if connection.in_atomic_block else nullcontext()
     with guard, connection.cursor() as cursor:
         cursor.execute(sql, values)
         instance.pk = cursor.fetchone()[0]
