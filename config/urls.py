@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("payments.doors.esipay.urls")),
     path("", include("payments.doors.iotp.urls")),
+    path("", include("payments.doors.secure_api.urls")),
 ]
 
 if settings.DEBUG:  # the demo merchant's server, for `make run` (merchants/demo_views.py)

@@ -298,3 +298,41 @@ IOTP_BUSY_RETRY_SECONDS = env.int("IOTP_BUSY_RETRY_SECONDS", default=5)
 IOTP_AUTH_CHALLENGE_SECONDS = env.int("IOTP_AUTH_CHALLENGE_SECONDS", default=300)
 # A repeated StartPaymentPaymentHandler waits this long for the first one's outcome.
 IOTP_REPEAT_WAIT_SECONDS = env.float("IOTP_REPEAT_WAIT_SECONDS", default=10.0)
+
+# --- Secure API (shared/contracts/secure-api.md): card-on-file REST, signed + encrypted ----
+INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar", "payments.doors.secure_api"]  # noqa: F405
+REST_FRAMEWORK = {
+    # The secure API's views set their own authentication (PLTOKEN) and answer
+    # every error themselves (9xx, encrypted); nothing else uses DRF yet.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Secure payment API",
+    "VERSION": "1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PUBLIC": True,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # The schema covers the secure API only; its description (signing, the envelope,
+    # the error table) is set by a hook from payments/doors/secure_api/schema.py.
+    "PREPROCESSING_HOOKS": ["payments.doors.secure_api.schema.only_the_secure_api"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "payments.doors.secure_api.schema.describe",
+    ],
+}
+# A held CVV (POST .../paymentinfo/{id}/cvv) can be used once, within this long.
+SECURE_API_CVV_TTL_SECONDS = env.int("SECURE_API_CVV_TTL_SECONDS", default=15 * 60)
+# An Idempotency-Key's first answer is kept (and replayed) this long; orderIDs are kept for good.
+SECURE_API_IDEMPOTENCY_TTL_SECONDS = env.int("SECURE_API_IDEMPOTENCY_TTL_SECONDS", default=24 * 3600)
+# A request still "running" this long after it claimed its key died: a repeat may take over.
+SECURE_API_IDEMPOTENCY_LEASE_SECONDS = env.int("SECURE_API_IDEMPOTENCY_LEASE_SECONDS", default=120)
+# API calls are listed in the back office this long.
+SECURE_API_CALL_LOG_DAYS = env.int("SECURE_API_CALL_LOG_DAYS", default=90)
+CELERY_BEAT_SCHEDULE["prune-secure-api"] = {"task": "secure_api.prune", "schedule": 300.0}

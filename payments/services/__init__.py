@@ -23,6 +23,8 @@ wire format. The modules, by subject:
   suspended, resumed, cancelled;
 - ``iotp``: IOTP's Payment Handler rules (PayIds, repeats, signed receipts,
   challenge-response), on top of ``lifecycle``;
+- ``verification``: a card checked before it is kept on file (zero-amount authorization);
+- ``cancellations``: voiding a payment that is not settled yet (captures of the day too);
 - ``sql``: what the hand-written hot-path SQL shares.
 
 Callers import from ``payments.services`` only: the names below are the
@@ -74,10 +76,12 @@ from .iotp import (
     iotp_payments_pending,
     iotp_receipt_check,
 )
-from .lifecycle import payment_cancel, payment_continue, payment_fail, payment_open, payment_resume, payment_suspend
+from .lifecycle import payment_cancel_open, payment_continue, payment_fail, payment_open, payment_resume, payment_suspend
 from .reconciliation import payments_resolve_unknown, payments_void_unconfirmed, transaction_resolve
 from .refunds import refund_execute, refund_request
 from .tokens import ClaimedToken, token_issue
+from .cancellations import AlreadyCancelled, AlreadySettled, payment_cancel
+from .verification import CardVerification, card_verify
 
 __all__ = [
     "IOTP_AUTH_ALGORITHM",
@@ -108,12 +112,17 @@ __all__ = [
     "iotp_payment_start",
     "iotp_payments_pending",
     "iotp_receipt_check",
-    "payment_cancel",
+    "payment_cancel_open",
     "payment_continue",
     "payment_fail",
     "payment_open",
     "payment_resume",
     "payment_suspend",
+    "AlreadyCancelled",
+    "AlreadySettled",
+    "CardVerification",
+    "card_verify",
+    "payment_cancel",
     "BanImportError",
     "BanImportResult",
     "AuthorizationStep",

@@ -453,7 +453,7 @@ def _continue(
     if session.ok_to is not None and timezone.now() > session.ok_to:
         # RFC 3867: OkTo ends the time in which the Payment Handler may accept the payment.
         try:
-            lifecycle.payment_cancel(transaction_id=txn.pk, merchant_pk=txn.merchant_id, reason="OkTo has passed")
+            lifecycle.payment_cancel_open(transaction_id=txn.pk, merchant_pk=txn.merchant_id, reason="OkTo has passed")
             IotpPayment.objects.filter(pk=session.pk).update(completion_code="OkToPassed")
             session.completion_code = "OkToPassed"
         except InvalidState:
@@ -531,7 +531,7 @@ def iotp_payment_change_state(
             moves[(txn.status, state)](transaction_id=txn.pk, merchant_pk=merchant_pk)
         elif txn.status in lifecycle.OPEN_STATUSES and state is ProcessState.FAILED:
             with db_transaction.atomic():
-                lifecycle.payment_cancel(
+                lifecycle.payment_cancel_open(
                     transaction_id=txn.pk, merchant_pk=merchant_pk,
                     reason=f"Cancelled by the IOTP application core ({completion_code or 'PaymCancelled'})",
                 )

@@ -9,7 +9,7 @@ and its process state all along:
 
     payment_open ──► awaiting_card ◄──► suspended        (payment_suspend / payment_resume)
                           │  │
-                          │  └──► voided (payment_cancel) / error (payment_fail)
+                          │  └──► voided (payment_cancel_open) / error (payment_fail)
                           └──► processing ──► captured / declined / error   (payment_continue)
 
 Every move is one conditional UPDATE on the expected status, so of two
@@ -103,7 +103,7 @@ def payment_resume(*, transaction_id: int, merchant_pk: int) -> Transaction:
     )
 
 
-def payment_cancel(*, transaction_id: int, merchant_pk: int, reason: str = "cancelled") -> Transaction:
+def payment_cancel_open(*, transaction_id: int, merchant_pk: int, reason: str = "cancelled") -> Transaction:
     """Cancel a payment that has no card data yet (Failed; ``payment.cancelled``).
 
     Nothing was authorized, so there is nothing to void with the acquirer.

@@ -379,15 +379,17 @@ def _claim(*, transaction_id: int, merchant_pk: int, expected: str, operation: A
 
 
 def _record_operation(
-    txn: Transaction, result: AcquirerResult, *, approved: dict[str, object], event: EventType
+    txn: Transaction, result: AcquirerResult, *, approved: dict[str, object], event: EventType,
+    refused: dict[str, object] | None = None,
 ) -> Transaction:
     """The answer to a capture or void in flight: ``approved`` changes and ``event``,
-    or back to authorized. Unknown outcomes stay processing (PaymentOutcomeUnknown)."""
+    or ``refused`` (back to authorized by default). Unknown outcomes stay
+    processing (PaymentOutcomeUnknown)."""
     if result.outcome is Outcome.UNKNOWN:
         logger.warning("transaction %s: %s outcome unknown (%s), left to the resolver", txn.pk, txn.operation,
                        result.reason)
         raise PaymentOutcomeUnknown(result.reason or "no answer from the acquirer", transaction_id=txn.pk)
-    changes = approved if result.approved else {"status": TransactionStatus.AUTHORIZED}
+    changes = approved if result.approved else (refused or {"status": TransactionStatus.AUTHORIZED})
     try:
         with db_transaction.atomic():
             applied = Transaction.objects.filter(

@@ -155,6 +155,12 @@ def _resolution(txn: Transaction, inquiry: Inquiry) -> tuple[dict[str, object], 
             "failure_message": "approved by the acquirer, but the answer was lost: reversed, nothing is charged",
         }, EventType.PAYMENT_CANCELLED
     # A capture or a void in flight: the authorization itself was approved.
+    if txn.operation == AcquirerOperation.VOID and txn.captured_amount > 0:
+        # A same-day cancellation of a capture (payments.services.cancellations):
+        # voided, or the capture stands (already announced: no new event).
+        if state is AcquirerState.VOIDED:
+            return {"status": TransactionStatus.VOIDED, "captured_amount": Decimal("0")}, EventType.PAYMENT_CANCELLED
+        return {"status": TransactionStatus.CAPTURED}, None
     if state is AcquirerState.CAPTURED:
         captured = min(inquiry.captured_amount or txn.authorized_amount, txn.authorized_amount)
         return {"status": TransactionStatus.CAPTURED, "captured_amount": captured}, EventType.PAYMENT_SUCCEEDED

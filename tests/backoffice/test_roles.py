@@ -29,6 +29,7 @@ GATEWAY_LISTS = {
     "/admin/payments/token/", "/admin/payments/refund/", "/admin/payments/ban/", "/admin/payments/cardlimit/",
     "/admin/payments/webhookendpoint/", "/admin/payments/event/", "/admin/backoffice/auditentry/",
     "/admin/iotp/iotppayment/", "/admin/iotp/iotpmerchantbrands/",
+    "/admin/secure_api/merchantapiaccess/", "/admin/secure_api/apicall/",
 }
 STAFF_LISTS = {"/admin/auth/user/", "/admin/auth/group/"}
 _MASK = re.compile(r"(\d*)\*+(\d*)")

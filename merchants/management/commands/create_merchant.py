@@ -6,7 +6,7 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from merchants.services import merchant_create
+from merchants.services import merchant_provision
 
 
 class Command(BaseCommand):
@@ -20,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
         try:
-            merchant = merchant_create(
+            merchant, keys = merchant_provision(
                 name=options["name"],
                 allowed_ips=options["allowed_ips"],
                 callback_url=options["callback_url"],
@@ -28,4 +28,8 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
-        self.stdout.write(json.dumps({"uuid": str(merchant.uuid), "name": merchant.name}))
+        # The API keys exist in clear only here (operations.md): shown once.
+        self.stdout.write(json.dumps({
+            "uuid": str(merchant.uuid), "name": merchant.name,
+            "app_id": keys.app_id, "app_key": keys.app_key, "data_key": keys.data_key,
+        }))
