@@ -45,7 +45,8 @@ def test_staff_changes_and_actions_are_logged_with_before_and_after_and_shown(st
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".messagelist .success")).to_contain_text("400000******0002")
     page.goto("/admin/payments/cardlimit/")
-    page.locator("#result_list tbody tr", has_text="Visa (per payment)").locator("input[name$='-max_amount']").fill("1999.00")
+    page.locator("#result_list tbody tr", has_text="Visa (per payment)").filter(has_text="EUR").locator(
+        "input[name$='-max_amount']").fill("1999.00")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".messagelist .success")).to_be_visible()
     post_action(page, "/admin/terminals/terminal/", "rotate_secret", [terminal.pk])
@@ -73,7 +74,7 @@ def test_staff_changes_and_actions_are_logged_with_before_and_after_and_shown(st
     assert entry("rotate_secret", terminal).changes == [{"field": "secret_digest", "redacted": True}]
     assert entry("rotate_secret", data.endpoint).changes == [{"field": "secret_sealed", "redacted": True}]
     assert entry("deactivate", merchant).changes == [{"field": "is_active", "before": True, "after": False}]
-    limit = CardLimit.objects.get(kind="VISA")
+    limit = CardLimit.objects.get(kind="VISA", currency="EUR")
     assert entry("change", limit).changes == [{"field": "max_amount", "before": "2500.00", "after": "1999.00"}]
     card_ban = Ban.objects.get(kind="card", card_last4="0002")
     added = entry("add", card_ban)

@@ -128,7 +128,7 @@ def test_a_viewer_reads_every_page_and_can_change_nothing(page, gateway_data):  
     assert post_form(page, _pk_path(Transaction, data.authorized.pk, "void"), {}).status == 403
     event = Event.objects.filter(transaction=data.captured).first()
     assert post_form(page, _pk_path(Event, event.pk, "resend"), {}).status == 403
-    limit = CardLimit.objects.get(kind="VISA")
+    limit = CardLimit.objects.get(kind="VISA", currency="EUR")
     assert post_form(page, "/admin/payments/cardlimit/", {
         "form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "1", "form-0-id": str(limit.pk),
         "form-0-max_amount": "1.00", "_save": "Save",
@@ -145,7 +145,7 @@ def test_a_viewer_reads_every_page_and_can_change_nothing(page, gateway_data):  
     assert outbox.endpoint_secret(endpoint) == data.endpoint_secret
     assert Merchant.objects.get(pk=data.merchant.pk).name == "Corner Bakery"
     assert Ban.objects.filter(pk=data.card_ban.pk).exists()
-    assert CardLimit.objects.get(kind="VISA").max_amount == Decimal("2500.00")
+    assert CardLimit.objects.get(kind="VISA", currency="EUR").max_amount == Decimal("2500.00")
     assert Refund.objects.count() == 1 and Transaction.objects.get(pk=data.authorized.pk).status == "authorized"
     assert not ShownOnceSecret.objects.exists() and not AuditEntry.objects.exists()
 
@@ -298,11 +298,11 @@ def test_an_administrator_manages_credentials_merchants_bans_limits_and_staff(pa
     page.locator("#id_value").fill("510510")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".messagelist .success")).to_contain_text("510510")
-    page.goto(_pk_path(CardLimit, CardLimit.objects.get(kind="VISA").pk))
+    page.goto(_pk_path(CardLimit, CardLimit.objects.get(kind="VISA", currency="EUR").pk))
     page.locator("#id_max_amount").fill("2000.00")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".messagelist .success")).to_be_visible()
-    assert CardLimit.objects.get(kind="VISA").max_amount == Decimal("2000.00")
+    assert CardLimit.objects.get(kind="VISA", currency="EUR").max_amount == Decimal("2000.00")
 
     # A role change: the viewer becomes an operator.
     page.goto(_pk_path(get_user_model(), vera.pk))
