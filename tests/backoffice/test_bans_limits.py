@@ -140,7 +140,7 @@ def test_a_limit_must_be_positive(staff_page):  # type: ignore[no-untyped-def]
     page.locator("#id_max_amount").fill("0")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".errorlist")).to_contain_text("greater than or equal to 0.01")
-    assert CardLimit.objects.get(kind="CONTACTLESS").max_amount == Decimal("30.00")
+    assert CardLimit.objects.get(kind="CONTACTLESS", currency="EUR").max_amount == Decimal("30.00")
 
     page.locator("#id_max_amount").fill("50.00")
     page.get_by_role("button", name="Save", exact=True).click()
