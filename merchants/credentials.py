@@ -1,7 +1,7 @@
 """A merchant's PLTOKEN credentials (secure API, IOTP): issue, rotate, look up,
 and the nonces already seen.
 
-Credentials (shared/contracts/secure-api.md, "Credentials"): ``app_id`` 32
+Credentials (docs/secure-api.md, "Credentials"): ``app_id`` 32
 lower-case hex (public, on the merchant), ``app_key`` and ``data_key`` base64
 of 32 random bytes each. The keys exist in clear only in the answer that
 issues them (``IssuedKeys``); the database keeps them sealed under

@@ -89,7 +89,7 @@ class ApiNonce(models.Model):
         return f"{self.app_id}:{self.nonce}"
 
 
-# --- The secure API's accounts and cards on file (shared/contracts/secure-api.md) ---------
+# --- The secure API's accounts and cards on file (docs/secure-api.md) ---------
 
 
 class Account(models.Model):

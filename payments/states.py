@@ -161,7 +161,7 @@ class BanKind(models.TextChoices):
 
 
 class EventType(models.TextChoices):
-    """The webhook events of shared/contracts/esipay.md, for every door."""
+    """The webhook events of docs/esipay.md, for every door."""
 
     PAYMENT_SUCCEEDED = "payment.succeeded"
     PAYMENT_FAILED = "payment.failed"

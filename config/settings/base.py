@@ -283,7 +283,7 @@ LOGGING = {
     },
 }
 
-# --- PLTOKEN credentials (secure API, IOTP: shared/contracts/secure-api.md) ----
+# --- PLTOKEN credentials (secure API, IOTP: docs/secure-api.md) ----
 # A rotated key pair stays valid this long, so merchants roll over without a failed request.
 API_KEY_GRACE_SECONDS = env.int("API_KEY_GRACE_SECONDS", default=24 * 3600)
 # A signed request's timestamp may differ from the gateway's clock by at most this.
@@ -299,7 +299,7 @@ IOTP_AUTH_CHALLENGE_SECONDS = env.int("IOTP_AUTH_CHALLENGE_SECONDS", default=300
 # A repeated StartPaymentPaymentHandler waits this long for the first one's outcome.
 IOTP_REPEAT_WAIT_SECONDS = env.float("IOTP_REPEAT_WAIT_SECONDS", default=10.0)
 
-# --- Secure API (shared/contracts/secure-api.md): card-on-file REST, signed + encrypted ----
+# --- Secure API (docs/secure-api.md): card-on-file REST, signed + encrypted ----
 INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar", "payments.doors.secure_api"]  # noqa: F405
 REST_FRAMEWORK = {
     # The secure API's views set their own authentication (PLTOKEN) and answer

@@ -7,7 +7,7 @@
                      + timestamp + nonce + base64(MD5(raw body))   (empty when no body)
 
 and ``enc`` percent-encodes every byte but ``A-Z a-z 0-9 - _ . ~``, with
-lower-case hex digits (shared/contracts/secure-api.md, "Authentication").
+lower-case hex digits (docs/secure-api.md, "Authentication").
 A request is refused (code 998, HTTP 401) when its header is malformed, its
 app_id unknown, its timestamp more than ``API_SIGNATURE_MAX_SKEW_SECONDS``
 from now, its signature wrong for every valid key pair of the merchant

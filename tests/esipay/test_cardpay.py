@@ -1,4 +1,4 @@
-"""esipay card payments over HTTP (shared/contracts/esipay.md): every status of the
+"""esipay card payments over HTTP (docs/esipay.md): every status of the
 contract, the return-URL confirmation against a real local server, cid idempotency."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The payment core (payments.services): tokens, sales, authorizations, captures, voids,
-refunds, bans; in the order of checks of shared/contracts/terminal.md."""
+refunds, bans; in the order of checks of docs/terminal.md."""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,4 @@
-"""esipay's door: HTTP path in, HTTP status out (shared/contracts/esipay.md).
+"""esipay's door: HTTP path in, HTTP status out (docs/esipay.md).
 
 Clients in the wild read only the status code; the JSON body is for people
 and logs. This module parses the path, checks the caller's address, calls

@@ -1,5 +1,5 @@
 """The secure API: a card-on-file REST API, every request signed (PLTOKEN), every
-payload encrypted (shared/contracts/secure-api.md, docs/secure-api.md).
+payload encrypted (docs/secure-api.md).
 
 A Django app of its own (label ``secure_api``) for the door's own tables:
 idempotency records and the API call log. Modules:

@@ -1,4 +1,4 @@
-"""The secure API's error table (shared/contracts/secure-api.md, "Errors"), and the
+"""The secure API's error table (docs/secure-api.md, "Errors"), and the
 payment core's errors (``payments.errors``) translated onto it.
 
 Every answer that is not a success is ``{"error": {"code", "message",

@@ -1,4 +1,4 @@
-"""The secure API's resources (shared/contracts/secure-api.md, "Resources").
+"""The secure API's resources (docs/secure-api.md, "Resources").
 
 Each handler gets the authenticated caller, the decoded path ids and the
 decrypted payload, validates it with a serializer, calls the services
