@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "merchants",
     "terminals",
     "payments",
+    "setgateway",
 ]
 
 MIDDLEWARE = [
@@ -222,3 +223,19 @@ LOGGING = {
 API_KEY_GRACE_SECONDS = env.int("API_KEY_GRACE_SECONDS", default=24 * 3600)
 # A signed request's timestamp may differ from the gateway's clock by at most this.
 API_SIGNATURE_MAX_SKEW_SECONDS = env.int("API_SIGNATURE_MAX_SKEW_SECONDS", default=300)
+
+# --- SET gateway (docs/set-gateway.md) ----------------------------------------
+# Timers of the spec: t30 for Greeting/Authenticating, t120 for our Closing.
+SET_T30_SECONDS = env.float("SET_T30_SECONDS", default=30.0)
+SET_T120_SECONDS = env.float("SET_T120_SECONDS", default=120.0)
+SET_MAX_OUTSTANDING = env.int("SET_MAX_OUTSTANDING", default=16)
+SET_MAX_MESSAGE_BYTES = env.int("SET_MAX_MESSAGE_BYTES", default=1024 * 1024)
+# Greet addresses registered to no SET merchant with a challenge instead of -ERR.
+SET_ACCEPT_UNKNOWN_ADDRESSES = env.bool("SET_ACCEPT_UNKNOWN_ADDRESSES", default=False)
+# A request being worked on holds its ids this long; a repeat after that (its
+# process died) takes it over. Longer than any request may take.
+SET_REQUEST_LEASE_SECONDS = env.float("SET_REQUEST_LEASE_SECONDS", default=60.0)
+# A repeat that finds its first request still being worked on waits this long.
+SET_REPEAT_WAIT_SECONDS = env.float("SET_REPEAT_WAIT_SECONDS", default=10.0)
+# Each gateway process publishes its live connections this often (back office).
+SET_LIVE_PUBLISH_SECONDS = env.float("SET_LIVE_PUBLISH_SECONDS", default=5.0)

@@ -14,6 +14,7 @@ wire format. The modules, by subject:
 - ``refunds``: refunds accepted with their money reserved, carried out by Celery;
 - ``bans``: the ban list and its CSV import;
 - ``reconciliation``: what the periodic sweep settles (payments left half-way);
+- ``references``: payments named by the merchant's own reference (SET transId);
 - ``sql``: what the hand-written hot-path SQL shares.
 
 Callers import from ``payments.services`` only: the names below are the
@@ -31,6 +32,7 @@ from .payments import (
     payment_void,
 )
 from .reconciliation import payments_void_unconfirmed
+from .references import payment_by_reference
 from .refunds import refund_execute, refund_request
 from .tokens import ClaimedToken, token_issue
 
@@ -44,6 +46,7 @@ __all__ = [
     "ban_fields",
     "bans_import",
     "payment_authorize",
+    "payment_by_reference",
     "payment_capture",
     "payment_card_confirmed",
     "payment_sale_with_token",

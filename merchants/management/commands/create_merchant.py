@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from merchants.services import merchant_create
+from setgateway.credentials import set_credentials_for
 
 
 class Command(BaseCommand):
@@ -28,4 +29,6 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
-        self.stdout.write(json.dumps({"uuid": str(merchant.uuid), "name": merchant.name}))
+        output = {"uuid": str(merchant.uuid), "name": merchant.name}
+        output.update(set_credentials_for(merchant))
+        self.stdout.write(json.dumps(output))
