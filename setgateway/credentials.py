@@ -172,3 +172,16 @@ def set_credentials_for(merchant: Merchant) -> dict[str, str]:
     prints it: ``set_transport_id`` and ``set_secret`` (shown this once)."""
     _, issued = set_settings_create(merchant=merchant)
     return {"set_transport_id": issued.transport_id, "set_secret": issued.secret}
+
+
+def set_demo_credentials(*, merchant: Merchant) -> dict[str, str]:
+    """The demo merchant's SET credentials for ``make run``: its settings made once,
+    its secret rotated at every run (secrets are never readable back, so what is
+    printed is always what works)."""
+    row = SetSettings.objects.filter(merchant=merchant).first()
+    if row is None:
+        row, issued = set_settings_create(merchant=merchant)
+    else:
+        SetSettings.objects.filter(pk=row.pk).update(enabled=True)
+        issued = set_secret_rotate(settings_pk=row.pk)
+    return {"transport_id": issued.transport_id, "secret": issued.secret}

@@ -31,12 +31,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 from django.db import transaction as db_transaction
 from django.utils import timezone
 
@@ -156,8 +157,20 @@ def _numeric(code: str) -> tuple[int, int]:
     return number, exponent
 
 
+_CURRENCY_CACHE: dict[int, tuple[str, float]] = {}
+CURRENCY_CACHE_SECONDS = 5.0
+
+
 def _merchant_currency(merchant_pk: int) -> str:
-    return Merchant.objects.filter(pk=merchant_pk).values_list("currency", flat=True).first() or "EUR"
+    """The merchant's currency, read at most every few seconds per process: a look-up
+    per request would cost a round trip for a setting staff almost never change."""
+    now = time.monotonic()
+    cached = _CURRENCY_CACHE.get(merchant_pk)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    currency = Merchant.objects.filter(pk=merchant_pk).values_list("currency", flat=True).first() or "EUR"
+    _CURRENCY_CACHE[merchant_pk] = (currency, now + CURRENCY_CACHE_SECONDS)
+    return currency
 
 
 def _accepted_currency(merchant_pk: int, amount: CurrencyAmount, trans_id: str) -> str:
@@ -220,16 +233,20 @@ def _claim(*, merchant_pk: int, kind: str, trans_id: str, cred_id: str,
     (None, answer, False) when it is a repeat that is answered already."""
     deadline = time.monotonic() + settings.SET_REPEAT_WAIT_SECONDS
     ids = {"merchant_id": merchant_pk, "kind": kind, "trans_id": trans_id, "cred_id": cred_id}
+    first = True
     while True:
         now = timezone.now()
         lease = now + timedelta(seconds=settings.SET_REQUEST_LEASE_SECONDS)
-        row = SetExchange.objects.filter(**ids).first()
+        # Most requests are new: insert first (one round trip), look only when the ids are taken.
+        row = None if first else SetExchange.objects.filter(**ids).first()
+        first = False
         if row is None:
             try:
-                with db_transaction.atomic():
+                # Alone, one statement needs no BEGIN/COMMIT; inside a transaction (tests), a savepoint.
+                with db_transaction.atomic() if connection.in_atomic_block else nullcontext():
                     row = SetExchange.objects.create(**ids, digest=digest, lease_until=lease)
             except IntegrityError:
-                continue  # a concurrent first request: look at it
+                continue  # a repeat, or a concurrent first request: look at it
             return row, None, False
         if row.digest != digest:
             what = f"credId {cred_id!r} of transId {trans_id!r}" if cred_id else f"transId {trans_id!r}"
@@ -314,8 +331,17 @@ def _in_progress(what: str, trans_id: str) -> ErrorMsg:
 
 
 def _authorize(merchant_pk: int, req: AuthReq, row: SetExchange, recovering: bool) -> _Outcome:
-    currency = _accepted_currency(merchant_pk, req.amount, req.trans_id)
+    currency = _currency_code(req.amount.currency)[0]  # type: ignore[index]  # the merchant's: checked by the digest
     expiry = _expiry(req)
+
+    def first_attempt():  # type: ignore[no-untyped-def]
+        return services.payment_authorize(
+            merchant_pk=merchant_pk, door=Door.SET, card_number=req.pan, policy=cards.LUHN_PAN,
+            amount=req.amount.value, capture=req.capture_now, currency=currency, expiry=expiry,
+            merchant_reference=req.trans_id,
+        )
+
+    attempt = first_attempt
     if recovering:
         # Its first attempt died half-way: did it record a payment? Then that is the answer.
         earlier = services.payment_by_reference(merchant_pk=merchant_pk, door=Door.SET, reference=req.trans_id)
@@ -323,15 +349,20 @@ def _authorize(merchant_pk: int, req: AuthReq, row: SetExchange, recovering: boo
                 and earlier.card_fingerprint == cards.card_facts(req.pan).fingerprint \
                 and earlier.amount == req.amount.value:
             answer = _auth_answer(earlier, req.trans_id)
-            if answer is None:
-                return _Outcome(_in_progress("authorization", req.trans_id), HOLD, earlier.pk)
-            return _Outcome(answer, STORE, earlier.pk)
+            if answer is not None:
+                return _Outcome(answer, STORE, earlier.pk)
+
+            def attempt():  # type: ignore[no-redef,no-untyped-def]
+                # Killed while the acquirer was asked: ask again, same idempotency key.
+                return services.payment_authorization_resume(
+                    transaction_id=earlier.pk, merchant_pk=merchant_pk, card_number=req.pan,
+                    capture=req.capture_now, expiry=expiry,
+                    untouched_for=timedelta(seconds=settings.SET_REQUEST_LEASE_SECONDS),
+                )
     try:
-        txn = services.payment_authorize(
-            merchant_pk=merchant_pk, door=Door.SET, card_number=req.pan, policy=cards.LUHN_PAN,
-            amount=req.amount.value, capture=req.capture_now, currency=currency, expiry=expiry,
-            merchant_reference=req.trans_id,
-        )
+        txn = attempt()
+    except errors.PaymentInProgress as exc:
+        return _Outcome(_in_progress("authorization", req.trans_id), HOLD, exc.transaction_id)
     except errors.InvalidCardNumber as exc:
         raise _invalid("pan", exc.message, req.trans_id) from None
     except errors.InvalidAmount as exc:

@@ -123,6 +123,11 @@ class Session:
         return len(self._lines) + self._parser.buffered
 
     @property
+    def mid_message(self) -> bool:
+        """Part of a MIME message has arrived (it must be complete in time)."""
+        return self.state in (State.OPEN, State.CLOSING) and not self._parser.idle
+
+    @property
     def idle(self) -> bool:
         """Open, nothing outstanding and no message half-received."""
         return self.state is State.OPEN and not self._outstanding and self._parser.idle

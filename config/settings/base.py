@@ -239,3 +239,9 @@ SET_REQUEST_LEASE_SECONDS = env.float("SET_REQUEST_LEASE_SECONDS", default=60.0)
 SET_REPEAT_WAIT_SECONDS = env.float("SET_REPEAT_WAIT_SECONDS", default=10.0)
 # Each gateway process publishes its live connections this often (back office).
 SET_LIVE_PUBLISH_SECONDS = env.float("SET_LIVE_PUBLISH_SECONDS", default=5.0)
+# An Open connection with nothing outstanding this long gets our close ("idle-connection").
+SET_IDLE_TIMEOUT_SECONDS = env.float("SET_IDLE_TIMEOUT_SECONDS", default=600.0)
+SET_MAX_CONNECTIONS = env.int("SET_MAX_CONNECTIONS", default=10000)
+SET_MAX_CONNECTIONS_PER_ADDRESS = env.int("SET_MAX_CONNECTIONS_PER_ADDRESS", default=256)
+# Threads (each with its own persistent database connection) per gateway process.
+SET_DB_THREADS = env.int("SET_DB_THREADS", default=8)

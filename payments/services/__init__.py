@@ -15,6 +15,7 @@ wire format. The modules, by subject:
 - ``bans``: the ban list and its CSV import;
 - ``reconciliation``: what the periodic sweep settles (payments left half-way);
 - ``references``: payments named by the merchant's own reference (SET transId);
+- ``resume``: an authorization whose process died at the acquirer, asked again;
 - ``sql``: what the hand-written hot-path SQL shares.
 
 Callers import from ``payments.services`` only: the names below are the
@@ -33,6 +34,7 @@ from .payments import (
 )
 from .reconciliation import payments_void_unconfirmed
 from .references import payment_by_reference
+from .resume import payment_authorization_resume
 from .refunds import refund_execute, refund_request
 from .tokens import ClaimedToken, token_issue
 
@@ -45,6 +47,7 @@ __all__ = [
     "ban_add",
     "ban_fields",
     "bans_import",
+    "payment_authorization_resume",
     "payment_authorize",
     "payment_by_reference",
     "payment_capture",
