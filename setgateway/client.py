@@ -1,15 +1,20 @@
 """A small SET merchant client: connect, authenticate, send many requests at
 once, match the answers by msg-tag, resend after a reconnect.
 
-Plain Python (asyncio, no Django): a merchant's developer can copy this
-module with ``framing.py`` and ``payload.py``. Split as jPOS splits a link:
+Plain Python (asyncio, no Django) on the listener foundation's client side,
+split as jPOS splits a link:
 
-- ``Channel`` knows only the framing: the greeting and authentication
+- ``Channel`` knows only SET's framing: the greeting and authentication
   lines, then MIME messages in and out;
-- ``Multiplexer`` only matches answers to requests by msg-tag;
-- ``SetClient`` (the adaptor) connects, reconnects, and resends what was
-  outstanding, with the same msg-tag and the same bytes: the gateway's
-  idempotency (same ids and data → the same answer) makes that safe.
+- ``listeners.client.Multiplexer`` only matches answers to the requests
+  waiting for them, by msg-tag, in whatever order they come;
+- ``listeners.client.Adaptor`` only connects and reconnects.
+
+``SetClient`` ties them together: a request whose connection died, or that
+the gateway refused with ``retry`` or ``closing``, is sent again with the
+same msg-tag and the same bytes once a connection is open. The gateway's
+idempotency (same ids and data → the same answer, nothing changed) makes
+that safe.
 
     async with SetClient("127.0.0.1", 9100, transport_id="shop", secret="...") as gateway:
         answer = await gateway.authorize("order-1", pan="4242424242424242", expiry="203012",
@@ -26,8 +31,11 @@ import secrets
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
+
+from listeners.client import Adaptor, Multiplexer
 
 from . import framing, payload
 from .payload import AuthReq, CapReq, CredReq, CurrencyAmount, InqReq, RevReq
@@ -37,7 +45,7 @@ logger = logging.getLogger("setgateway.client")
 T = TypeVar("T")
 
 
-class GatewayRefused(ConnectionError):
+class GatewayRefused(Exception):
     """The greeting was ``-ERR`` (an address the gateway does not know) or the
     authentication failed: reconnecting will not help."""
 
@@ -50,11 +58,16 @@ class TransportFailure(Exception):
         super().__init__(text)
 
 
-class _Lost(ConnectionError):
-    """The connection went away (or the gateway closed it) with requests outstanding."""
+@dataclass(frozen=True)
+class _Status:
+    """A status message the gateway sent instead of a request's answer."""
+
+    status_class: str
+    text: str
+    delay: int
 
 
-# --- Channel: framing only ------------------------------------------------------------------
+# --- Channel: SET's framing only ----------------------------------------------------------------
 
 
 class Channel:
@@ -66,19 +79,8 @@ class Channel:
         self._parser = framing.MimeParser(max_message_bytes=max_message_bytes)
         self._events: list[framing.Event] = []
 
-    @classmethod
-    async def open(cls, host: str, port: int, *, transport_id: str, secret: str, timeout: float,
-                   max_message_bytes: int) -> Channel:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        channel = cls(reader, writer, max_message_bytes=max_message_bytes)
-        try:
-            await asyncio.wait_for(channel._authenticate(transport_id, secret), timeout)
-        except BaseException:
-            writer.close()
-            raise
-        return channel
-
-    async def _authenticate(self, transport_id: str, secret: str) -> None:
+    async def authenticate(self, transport_id: str, secret: str) -> None:
+        """Read the greeting; answer its challenge if there is one; GatewayRefused on -ERR."""
         greeting = framing.parse_greeting(await self._line())
         if not greeting.ok:
             raise GatewayRefused(f"greeting -ERR: {greeting.text}")
@@ -107,79 +109,36 @@ class Channel:
         while not self._events:
             data = await self.reader.read(65536)
             if not data:
-                raise _Lost("the gateway closed the connection")
+                raise ConnectionError("the gateway closed the connection")
             self._events = self._parser.feed(data)
         return self._events.pop(0)
 
     def send(self, data: bytes) -> None:
         self.writer.write(data)
 
-    def close(self) -> None:
-        self.writer.close()
 
-
-# --- Multiplexer: matching by msg-tag ---------------------------------------------------------
-
-
-class Multiplexer:
-    """Requests waiting for their answers, by msg-tag."""
-
-    def __init__(self) -> None:
-        self._prefix = secrets.token_hex(4)
-        self._numbers = itertools.count(1)
-        self.waiting: dict[str, tuple[bytes, asyncio.Future[payload.Response]]] = {}
-
-    def new_tag(self) -> str:
-        return f"{self._prefix}.{next(self._numbers)}"  # "merchantID.messageSequenceNo", as the spec suggests
-
-    def expect(self, tag: str, body: bytes) -> asyncio.Future[payload.Response]:
-        future: asyncio.Future[payload.Response] = asyncio.get_running_loop().create_future()
-        self.waiting[tag] = (body, future)
-        return future
-
-    def deliver(self, tag: str | None, body: bytes) -> bool:
-        entry = self.waiting.pop(tag or "", None)
-        if entry is None:
-            return False
-        if not entry[1].done():
-            try:
-                entry[1].set_result(payload.decode(body))
-            except payload.PayloadError as exc:
-                entry[1].set_exception(exc)
-        return True
-
-    def fail(self, tag: str | None, exc: BaseException) -> None:
-        entry = self.waiting.pop(tag or "", None)
-        if entry is not None and not entry[1].done():
-            entry[1].set_exception(exc)
-
-    def fail_all(self, exc: BaseException) -> None:
-        for tag in list(self.waiting):
-            self.fail(tag, exc)
-
-
-# --- The adaptor: connect, reconnect, resend ---------------------------------------------------
+# --- The client ------------------------------------------------------------------------------------
 
 
 class SetClient:
-    """A merchant's connection to the SET gateway, kept up while requests need it."""
+    """A merchant's connection to the SET gateway, kept open (and reopened) by an Adaptor."""
 
     def __init__(self, host: str, port: int, *, transport_id: str = "", secret: str = "", timeout: float = 30.0,
-                 max_outstanding: int = 16, max_message_bytes: int = 1024 * 1024, reconnect: bool = True) -> None:
-        self.host, self.port = host, port
+                 max_outstanding: int = 16, max_message_bytes: int = 1024 * 1024) -> None:
         self.transport_id, self._secret = transport_id, secret
         self.timeout = timeout
         self.max_message_bytes = max_message_bytes
-        self.reconnect = reconnect
         self.mux = Multiplexer()
-        self.connections = 0  # how many times a connection was opened
-        self._slots = asyncio.Semaphore(max_outstanding)
+        self.adaptor = Adaptor(host, port, self._session, on_lost=self._lost, delay=0.05, max_delay=2.0,
+                               connect_timeout=timeout)
+        self._prefix = secrets.token_hex(4)
+        self._numbers = itertools.count(1)
+        self._slots = asyncio.Semaphore(max_outstanding)  # the outstanding limit agreed with the gateway
+        self._open = asyncio.Event()  # authenticated, and taking requests (not closing)
         self._channel: Channel | None = None
-        self._reader_task: asyncio.Task[None] | None = None
-        self._connecting: asyncio.Lock = asyncio.Lock()
-        self._draining = False  # the gateway sent close: no new request on this connection
-        self._sent_on: dict[str, Channel] = {}
-        self._controls: dict[str, asyncio.Future[bytes]] = {}
+        self._refused: GatewayRefused | None = None
+        self._replies: dict[str, asyncio.Future[bytes]] = {}  # echo-reply, close-reply
+        self._started = False
 
     async def __aenter__(self) -> SetClient:
         await self.connect()
@@ -188,139 +147,116 @@ class SetClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # --- connection -----------------------------------------------------------------------
+    @property
+    def connections(self) -> int:
+        """How many connections were opened so far."""
+        return self.adaptor.connections
 
-    async def connect(self) -> Channel:
-        async with self._connecting:
-            if self._channel is not None and not self._draining:
+    async def connect(self) -> None:
+        """Start the adaptor and wait until a connection is authenticated."""
+        if not self._started:
+            self._started = True
+            self.adaptor.start()
+        await self._wait_open(asyncio.get_running_loop().time() + self.timeout)
+
+    async def _wait_open(self, deadline: float) -> Channel:
+        while True:
+            if self._refused is not None:
+                raise self._refused
+            if self._open.is_set() and self._channel is not None:
                 return self._channel
-            channel = await Channel.open(self.host, self.port, transport_id=self.transport_id, secret=self._secret,
-                                         timeout=self.timeout, max_message_bytes=self.max_message_bytes)
-            self.connections += 1
-            self._channel, self._draining = channel, False
-            self._reader_task = asyncio.create_task(self._read(channel))
-            # Whatever is waiting and on no connection (its connection was lost, or the
-            # gateway said "closing") goes again: same tag, same bytes.
-            for tag, (body, future) in list(self.mux.waiting.items()):
-                if not future.done() and tag not in self._sent_on:
-                    self._send_request(channel, tag, body)
-            return channel
+            await asyncio.wait_for(self._open.wait(), max(0.0, deadline - asyncio.get_running_loop().time()))
 
-    def _send_request(self, channel: Channel, tag: str, body: bytes) -> None:
-        self._sent_on[tag] = channel
-        channel.send(framing.payment_message(body, msg_tag=tag))
+    # --- one connection's life (run by the adaptor) ---------------------------------------------------
 
-    async def _read(self, channel: Channel) -> None:
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        channel = Channel(reader, writer, max_message_bytes=self.max_message_bytes)
+        try:
+            await asyncio.wait_for(channel.authenticate(self.transport_id, self._secret), self.timeout)
+        except GatewayRefused as exc:
+            self._refused = exc
+            self._open.set()  # wakes whoever waits: they see the refusal
+            asyncio.get_running_loop().create_task(self.adaptor.stop())
+            return
+        self._channel = channel
+        self._open.set()
         try:
             while True:
-                event = await channel.next_event()
-                if isinstance(event, framing.Oversized):
-                    self.mux.fail(event.msg_tag, TransportFailure("answer over the maximum message size",
-                                                                  event.msg_tag))
-                    continue
-                if event.content_type == framing.SET_PAYMENT:
-                    self._sent_on.pop(event.msg_tag or "", None)
-                    self.mux.deliver(event.msg_tag, event.body)
-                elif event.control == "status":
-                    self._status(channel, event)
-                elif event.control in ("echo-reply", "close-reply"):
-                    future = self._controls.pop(event.control, None)
-                    if future is not None and not future.done():
-                        future.set_result(event.body)
-                    if event.control == "close-reply":
-                        return
-                elif event.control == "echo":
-                    channel.send(framing.control_message("echo-reply", event.body, msg_tag=event.msg_tag))
-                elif event.control == "close":
-                    # The gateway closes: new requests go to a new connection; the
-                    # close-reply goes once the answers outstanding here arrived.
-                    self._draining = True
-                    asyncio.create_task(self._reply_close_when_answered(channel, event))
-        except (ConnectionError, OSError, framing.FramingError) as exc:
-            logger.info("SET connection lost: %s", exc)
+                if not self._event(channel, await channel.next_event()):
+                    return
         finally:
-            channel.close()
-            if self._channel is channel:
-                self._channel = None
-            self._connection_lost(channel)
+            self._open.clear()
+            self._channel = None
 
-    def _status(self, channel: Channel, event: framing.Frame) -> None:
-        tag, status_class = event.msg_tag, event.params.get("class", "").lower()
-        text = event.body.decode("utf-8", "replace")
-        entry = self.mux.waiting.get(tag or "")
-        if entry is None:
-            logger.info("SET status %s %r without a request waiting: %s", status_class, tag, text)
-            return
-        self._sent_on.pop(tag or "", None)
-        if status_class == framing.RETRY:
-            raw = event.params.get("delay", "1")
-            delay = int(raw) if raw.isdigit() and int(raw) > 0 else 1
-            asyncio.get_running_loop().call_later(delay, self._resend, tag, entry[0])
-        elif status_class == framing.CLOSING:
-            asyncio.get_running_loop().call_soon(self._resend_elsewhere, tag, entry[0])
-        elif status_class == framing.FAILED:
-            self.mux.fail(tag, TransportFailure(text, tag))
-
-    def _resend(self, tag: str | None, body: bytes) -> None:
-        if tag in self.mux.waiting and self._channel is not None and not self._draining:
-            self._send_request(self._channel, tag or "", body)
-        elif tag in self.mux.waiting:
-            self._resend_elsewhere(tag, body)
-
-    def _resend_elsewhere(self, tag: str | None, body: bytes) -> None:
-        async def again() -> None:
+    def _event(self, channel: Channel, event: framing.Event) -> bool:
+        """One message from the gateway; False when the connection is done."""
+        if isinstance(event, framing.Oversized):
+            self.mux.deliver(event.msg_tag, _Status(framing.FAILED, "answer over the maximum message size", 0))
+        elif event.content_type == framing.SET_PAYMENT:
             try:
-                await self.connect()  # sends every request not yet sent on the new connection
-            except Exception as exc:  # noqa: BLE001 - reported to the request's caller
-                self.mux.fail(tag, exc)
-        asyncio.create_task(again())
+                answer: object = payload.decode(event.body)
+            except payload.PayloadError as exc:
+                answer = _Status(framing.FAILED, f"undecodable answer: {exc.reason}", 0)
+            if not self.mux.deliver(event.msg_tag, answer):
+                logger.info("SET answer for msg-tag %r that nobody waits for (late, or a resend's twin)",
+                            event.msg_tag)
+        elif event.control == "status":
+            raw = event.params.get("delay", "1")
+            self.mux.deliver(event.msg_tag, _Status(event.params.get("class", "").lower(),
+                                                    event.body.decode("utf-8", "replace"),
+                                                    int(raw) if raw.isdigit() and int(raw) > 0 else 1))
+        elif event.control in ("echo-reply", "close-reply"):
+            waiting = self._replies.pop(event.control, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(event.body)
+            return event.control != "close-reply"
+        elif event.control == "echo":
+            channel.send(framing.control_message("echo-reply", event.body, msg_tag=event.msg_tag))
+        elif event.control == "close":
+            # The gateway closes: new requests wait for the next connection; the
+            # close-reply goes once the answers outstanding here have arrived.
+            self._open.clear()
+            asyncio.get_running_loop().create_task(self._reply_close_when_answered(channel, event))
+        return True
 
     async def _reply_close_when_answered(self, channel: Channel, close: framing.Frame) -> None:
-        while any(sent is channel for sent in self._sent_on.values()):
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        while len(self.mux) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
         channel.send(framing.control_message("close-reply", close.body, msg_tag=close.msg_tag))
 
-    def _connection_lost(self, channel: Channel) -> None:
-        lost = [tag for tag, sent in self._sent_on.items() if sent is channel]
-        for tag in lost:
-            del self._sent_on[tag]
-        if not lost and not any(not f.done() for _, f in self.mux.waiting.values()):
-            return
-        if not self.reconnect:
-            for tag in lost:
-                self.mux.fail(tag, _Lost("the connection was lost before the answer"))
-            return
-        asyncio.create_task(self._reconnect_soon())
+    def _lost(self) -> None:
+        self.mux.fail_all(ConnectionError("the connection was lost before the answer"))
 
-    async def _reconnect_soon(self) -> None:
-        delay = 0.05
-        while self.mux.waiting and self._channel is None:
-            try:
-                await self.connect()
-                return
-            except GatewayRefused as exc:
-                self.mux.fail_all(exc)
-                return
-            except (OSError, asyncio.TimeoutError, framing.FramingError) as exc:
-                logger.info("SET reconnect failed (%s), again in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    # --- requests -----------------------------------------------------------------------------
+    # --- requests -------------------------------------------------------------------------------------
 
     async def request(self, message: payload.Request) -> payload.Response:
-        """Send one request and wait for its answer (many may be waiting at once)."""
+        """Send one request and wait for its answer (many may be waiting at once).
+
+        Sent again, same msg-tag and bytes, after a lost connection, a ``retry``
+        (after its delay) or a ``closing`` (on the next connection).
+        """
         body = payload.encode(message)
+        tag = f"{self._prefix}.{next(self._numbers)}"  # "merchantID.messageSequenceNo", as the spec suggests
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         async with self._slots:
-            channel = await self.connect()
-            tag = self.mux.new_tag()
-            future = self.mux.expect(tag, body)
-            self._send_request(channel, tag, body)
-            try:
-                return await asyncio.wait_for(future, self.timeout)
-            finally:
-                self.mux.waiting.pop(tag, None)
-                self._sent_on.pop(tag, None)
+            while True:
+                channel = await self._wait_open(deadline)
+
+                async def send(channel: Channel = channel) -> None:
+                    channel.send(framing.payment_message(body, msg_tag=tag))
+
+                try:
+                    answer = await self.mux.request(tag, send, max(0.0, deadline - loop.time()))
+                except ConnectionError:
+                    continue  # resent on the next connection
+                if not isinstance(answer, _Status):
+                    return answer
+                if answer.status_class == framing.RETRY:
+                    await asyncio.sleep(answer.delay)
+                elif answer.status_class != framing.CLOSING:
+                    raise TransportFailure(answer.text, tag)
 
     async def authorize(self, trans_id: str, *, pan: str, expiry: str, amount: Decimal, currency: int = 978,
                         exponent: int = 2, capture: bool = False) -> payload.Response:
@@ -342,31 +278,27 @@ class SetClient:
     async def inquire(self, trans_id: str) -> payload.Response:
         return await self.request(InqReq(trans_id))
 
+    async def _control(self, control: str, reply: str, body: bytes) -> bytes:
+        channel = await self._wait_open(asyncio.get_running_loop().time() + self.timeout)
+        waiting: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._replies[reply] = waiting
+        channel.send(framing.control_message(control, body))
+        return await asyncio.wait_for(waiting, self.timeout)
+
     async def echo(self, text: bytes = b"Are you there?") -> bytes:
         """A transport-level test: the gateway's echo-reply carries the same body."""
-        channel = await self.connect()
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._controls["echo-reply"] = future
-        channel.send(framing.control_message("echo", text))
-        return await asyncio.wait_for(future, self.timeout)
+        return await self._control("echo", "echo-reply", text)
 
     async def close(self, reason: bytes = b"merchant done") -> None:
-        """A graceful close: ``close``, then the gateway's ``close-reply`` (or t30)."""
-        channel, self._channel = self._channel, None
-        self.reconnect = False
-        if channel is None:
-            return
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._controls["close-reply"] = future
-        channel.send(framing.control_message("close", reason))
+        """A graceful close (``close``, then the gateway's ``close-reply``, or the time-out);
+        no reconnect after it. Answers still outstanding are lost: wait for them first."""
         try:
-            await asyncio.wait_for(future, self.timeout)
-        except (asyncio.TimeoutError, ConnectionError):
+            if self._open.is_set() and self._refused is None:
+                await self._control("close", "close-reply", reason)
+        except (TimeoutError, ConnectionError):
             pass
         finally:
-            channel.close()
-            if self._reader_task is not None:
-                await asyncio.wait({self._reader_task}, timeout=self.timeout)
+            await self.adaptor.stop()
 
 
 # --- Without asyncio ---------------------------------------------------------------------------
@@ -394,7 +326,11 @@ class BlockingSetClient:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def __enter__(self) -> BlockingSetClient:
-        self._run(self._client.connect())
+        try:
+            self._run(self._client.connect())
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
