@@ -77,6 +77,8 @@ def main() -> int:
     queue = f"outbox-bench-{os.getpid()}"
     os.environ.update(
         DJANGO_SETTINGS_MODULE="config.settings.dev", DATABASE_URL=args.database_url,
+        # The dev settings generate no key for a server database: a fixed bench key, as the other benches.
+        PAYMENTS_MASTER_KEY="bench-master-key-not-a-secret-0123456789abcdef",
         CELERY_BROKER_URL=args.broker_url, CELERY_TASK_DEFAULT_QUEUE=queue, PAYMENTS_ALLOW_PRIVATE_CALLBACKS="1",
         LOG_LEVEL="WARNING",
     )

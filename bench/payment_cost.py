@@ -56,8 +56,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_DB)
     parser.add_argument("-n", type=int, default=500)
-    parser.add_argument("--server-side-binding", action="store_true",
-                        help="measure the ORM with OPTIONS server_side_binding=True (psycopg then prepares repeated queries)")
+    parser.add_argument("--prepared", choices=("0", "1"), default="",
+                        help="server-side prepared statements off/on (DATABASE_PREPARED_STATEMENTS: Django's "
+                             "server_side_binding and psycopg's prepare_threshold; default: the setting's, on)")
     parser.add_argument("--skip-raw", action="store_true")
     args = parser.parse_args()
     check_local(args.database_url)
@@ -69,13 +70,11 @@ def main() -> int:
         DJANGO_DEBUG="0",
         LOG_LEVEL="WARNING",
     )
+    if args.prepared:
+        os.environ["DATABASE_PREPARED_STATEMENTS"] = args.prepared
     import django
 
     django.setup()
-    if args.server_side_binding:
-        from django.db import connections
-
-        connections["default"].settings_dict.setdefault("OPTIONS", {})["server_side_binding"] = True
     import psycopg
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

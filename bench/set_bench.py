@@ -55,8 +55,10 @@ EXPIRY = f"{time.gmtime().tm_year + 3}12"
 
 def provision(env: dict[str, str]) -> tuple[str, str]:
     name = f"set-bench-{int(time.time())}"
-    out = subprocess.run([tb.PYTHON, tb.MANAGE, "create_merchant", "--name", name, "--allowed-ip", tb.LOOPBACK],
-                         cwd=tb.ROOT, env=env, check=True, timeout=120, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [tb.PYTHON, str(tb.ROOT / "manage.py"), "create_merchant", "--name", name, "--allowed-ip", tb.LOOPBACK],
+        cwd=tb.ROOT, env=env, check=True, timeout=120, capture_output=True, text=True,
+    ).stdout
     data = json.loads(out)
     return data["set_transport_id"], data["set_secret"]
 
@@ -67,8 +69,8 @@ class GatewayProcess(tb.Listener):
     def start(self, timeout: float = 60.0) -> None:
         self.log_file = open(self.log_path, "w")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
-            [tb.PYTHON, tb.MANAGE, "runsetgateway", "--host", tb.LOOPBACK, "--port", "0", "--diag-port", "0",
-             "--workers", str(self.workers)],
+            [tb.PYTHON, str(tb.ROOT / "manage.py"), "runsetgateway", "--host", tb.LOOPBACK, "--port", "0",
+             "--diag-port", "0", "--workers", str(self.workers)],
             cwd=tb.ROOT, env=self.env, stdout=subprocess.PIPE, stderr=self.log_file, text=True,
         )
         lines: queue.Queue[str] = queue.Queue()
@@ -120,9 +122,9 @@ async def set_throughput(port: int, transport_id: str, secret: str, args: argpar
                                                window, window[1] + 0.2))
              for c, client in enumerate(clients) for s in range(args.outstanding)]
     await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
-    cpu_start = tb.CpuSnapshot(gateway.pids())
+    cpu_start = tb.CpuSnapshot(gateway.pids(), args.database_url)
     await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
-    cpu = tb.CpuSnapshot(gateway.pids()).since(cpu_start)
+    cpu = tb.CpuSnapshot(gateway.pids(), args.database_url).since(cpu_start)
     await asyncio.wait(tasks, timeout=60)
     await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
     approved = counts.get("approved", 0)
@@ -139,7 +141,8 @@ async def set_throughput(port: int, transport_id: str, secret: str, args: argpar
         "other_answers": {k: v for k, v in counts.items() if k != "approved"},
         "cpu_cores": cpu,
         "cpu_ms_per_authorization": {key: round(cpu[key.replace("gateway", "listener")] * 1000 / rate, 2) if rate
-                                     else None for key in ("gateway", "postgres", "bench_client")},
+                                     else None
+                                     for key in ("gateway", "postgres", "postgres_bench_backends", "bench_client")},
         "load_avg_at_start": run_load,
         "load_avg_at_end": tb.load(),
     }
@@ -170,14 +173,16 @@ def summary(result: dict[str, Any]) -> str:
                 f"  SET       {run['connections']} connections x {run['outstanding_per_connection']} outstanding, "
                 f"{run['workers']} workers: {run['approved_per_s']:.0f} authorizations/s; "
                 f"p50 {lat['p50']} p99 {lat['p99']} max {lat['max']} ms; CPU ms each: gateway {cpu['gateway']}, "
-                f"postgres {cpu['postgres']}, client {cpu['bench_client']}; other answers {run['other_answers'] or 'none'}"
+                f"postgres {cpu['postgres']} (this database's backends {cpu['postgres_bench_backends']}), "
+                f"client {cpu['bench_client']}; other answers {run['other_answers'] or 'none'}"
                 f"; load {run['load_avg_at_start']}")
         else:
             cpu = run["cpu_ms_per_payment"]
             lines.append(
                 f"  terminal  {run['terminals']} terminals (JSON lines), {run['workers']} workers: "
                 f"{run['approved_per_s']:.0f} payments/s (token + payment); p50 {lat['p50']} p99 {lat['p99']} ms; "
-                f"CPU ms each: listener {cpu['listener']}, postgres {cpu['postgres']}; errors {run['errors'] or 'none'}"
+                f"CPU ms each: listener {cpu['listener']}, postgres {cpu['postgres']} (this database's backends "
+                f"{cpu['postgres_bench_backends']}); errors {run['errors'] or 'none'}"
                 f"; load {run['load_avg_at_start']}")
     for door in ("set", "terminal"):
         rates = [run["approved_per_s"] for run in result["runs"] if run["door"] == door]

@@ -17,19 +17,34 @@ What it does (all on 127.0.0.1, every loop bounded in time):
    latency of each payment (token + payment round trips, and the payment
    request alone);
 5. idle test: restarts the listener with one worker, holds ``--idle``
-   authenticated JSON-lines connections open, checks after a few seconds that
-   they are all still open and answered, runs payments meanwhile (latency),
-   and reads the listener's RSS (VmRSS in /proc/PID/status);
+   authenticated JSON-lines connections open (from loopback aliases
+   127.0.x.y, ``--idle-per-address`` each: the listener caps connections per
+   source address), checks after a few seconds that they are all still open
+   and answered, runs payments meanwhile (latency), and reads the listener's
+   RSS (VmRSS in /proc/PID/status);
 6. stops the listener with SIGTERM and checks that it exits 0.
 
 It also reports where the CPU went during each measured window (bench
-client, listener processes, all ``postgres`` processes, everything else),
-from /proc, and the load average, since the machine is shared.
+client, listener processes, all ``postgres`` processes and, apart, the
+backends connected to the bench database, everything else), from /proc, and
+the load average, since the machine is shared.
+
+A/B mode: ``--compare REF`` checks git revision REF out in a temporary
+worktree under /tmp and measures its listener and this tree's in the same
+run, alternating (round 1: A then B, round 2: B then A, ...), and prints the
+medians side by side. ``--variant LABEL=REF[:NAME=VALUE,...]`` (repeatable)
+adds variants, e.g. this tree with another setting:
+``--variant unprepared=.:DATABASE_PREPARED_STATEMENTS=0``. Variants of this
+tree share its database; another revision gets a database of its own
+(``<database>_<label>``: its migrations differ) unless its ``DATABASE_URL``
+is set. A revision whose requirements differ gets a virtualenv in its
+temporary tree.
 
 Usage:
     .venv/bin/python bench/terminal_bench.py [--terminals 32] [--duration 20]
         [--warmup 3] [--framing jsonl|http|both] [--workers 2] [--idle 5000]
         [--database-url postgres://postgres@127.0.0.1:5432/gateway_bench] [--json]
+        [--compare main] [--variant LABEL=REF[:NAME=VALUE,...]] [--rounds 3] [--idle-rounds N]
         [--pyspy-dir DIR]   # also sample the listener with py-spy (if installed)
 """
 from __future__ import annotations
@@ -46,6 +61,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -54,7 +70,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-MANAGE = str(ROOT / "manage.py")
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/gateway_bench"
 LOOPBACK = "127.0.0.1"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
@@ -118,10 +133,11 @@ def ensure_database(database_url: str, fresh: bool) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def migrate(env: dict[str, str]) -> None:
+def migrate(env: dict[str, str], tree: Path = ROOT, python: str = PYTHON) -> None:
     started = time.monotonic()
-    subprocess.run([PYTHON, MANAGE, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=600)
-    log(f"migrated in {time.monotonic() - started:.1f}s")
+    subprocess.run([python, str(tree / "manage.py"), "migrate", "--noinput", "-v", "0"], cwd=tree, env=env,
+                   check=True, timeout=600)
+    log(f"migrated {env['DATABASE_URL'].rsplit('/', 1)[-1]} with {tree} in {time.monotonic() - started:.1f}s")
 
 
 PROVISION = r"""
@@ -141,10 +157,10 @@ print("BENCH_CREDENTIALS " + json.dumps(creds))
 """
 
 
-def provision(env: dict[str, str], count: int) -> list[tuple[str, str]]:
+def provision(env: dict[str, str], count: int, tree: Path = ROOT, python: str = PYTHON) -> list[tuple[str, str]]:
     out = subprocess.run(
-        [PYTHON, MANAGE, "shell", "-c", PROVISION.replace("__N__", str(int(count)))],
-        cwd=ROOT, env=env, check=True, timeout=300, capture_output=True, text=True,
+        [python, str(tree / "manage.py"), "shell", "-c", PROVISION.replace("__N__", str(int(count)))],
+        cwd=tree, env=env, check=True, timeout=300, capture_output=True, text=True,
     ).stdout
     for line in out.splitlines():
         if line.startswith("BENCH_CREDENTIALS "):
@@ -156,16 +172,18 @@ def provision(env: dict[str, str], count: int) -> list[tuple[str, str]]:
 
 
 class Listener:
-    def __init__(self, env: dict[str, str], workers: int, log_path: Path) -> None:
-        self.env, self.workers, self.log_path = env, workers, log_path
+    def __init__(self, env: dict[str, str], workers: int, log_path: Path, tree: Path = ROOT,
+                 python: str = PYTHON) -> None:
+        self.env, self.workers, self.log_path, self.tree, self.python = env, workers, log_path, tree, python
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 
     def start(self, timeout: float = 60.0) -> None:
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [PYTHON, MANAGE, "runterminalserver", "--host", LOOPBACK, "--port", "0", "--workers", str(self.workers)],
-            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=self.log_file, text=True,
+            [self.python, str(self.tree / "manage.py"), "runterminalserver", "--host", LOOPBACK, "--port", "0",
+             "--workers", str(self.workers)],
+            cwd=self.tree, env=self.env, stdout=subprocess.PIPE, stderr=self.log_file, text=True,
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
@@ -259,23 +277,46 @@ def _machine_ticks() -> tuple[int, int]:
     return sum(fields[:8]), idle
 
 
+def _backend_pids(database_url: str | None) -> list[int]:
+    """PostgreSQL backends connected to the bench database (not other users of the server)."""
+    if not database_url:
+        return []
+    import psycopg
+
+    parts = urlsplit(database_url)
+    try:
+        with psycopg.connect(urlunsplit(("postgresql", *parts[1:])), connect_timeout=5, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'"
+            ).fetchall()
+    except psycopg.Error:
+        return []
+    return [row[0] for row in rows]
+
+
 class CpuSnapshot:
-    def __init__(self, listener_pids: list[int]) -> None:
+    def __init__(self, listener_pids: list[int], database_url: str | None = None) -> None:
         self.pids = listener_pids
         self.wall = time.monotonic()
         self.client = _proc_ticks(os.getpid())
         self.listener = sum(_proc_ticks(p) for p in listener_pids)
         self.postgres = _postgres_ticks()
+        # The machine is shared: other sessions' queries land in "postgres" above;
+        # the bench database's own backends are counted apart.
+        self.backends = {pid: _proc_ticks(pid) for pid in _backend_pids(database_url)}
         self.total, self.idle = _machine_ticks()
 
     def since(self, start: CpuSnapshot) -> dict[str, float]:
         """CPU seconds per second of wall time (2.0 = both cores busy)."""
         wall = self.wall - start.wall
         busy = (self.total - self.idle) - (start.total - start.idle)
+        backends = sum(ticks - start.backends.get(pid, 0) for pid, ticks in self.backends.items())
         parts = {
             "bench_client": (self.client - start.client) / CLK_TCK / wall,
             "listener": (self.listener - start.listener) / CLK_TCK / wall,
             "postgres": (self.postgres - start.postgres) / CLK_TCK / wall,
+            "postgres_bench_backends": backends / CLK_TCK / wall,
             "machine_busy": busy / CLK_TCK / wall,
         }
         parts["other"] = max(0.0, parts["machine_busy"] - parts["bench_client"] - parts["listener"] - parts["postgres"])
@@ -369,10 +410,11 @@ class TerminalConnection(asyncio.Protocol):
             self.transport.close()
 
 
-async def connect(port: int, framing: str, timeout: float = 10.0) -> TerminalConnection:
+async def connect(port: int, framing: str, timeout: float = 10.0, source: str | None = None) -> TerminalConnection:
     loop = asyncio.get_running_loop()
     _, proto = await asyncio.wait_for(
-        loop.create_connection(lambda: TerminalConnection(framing), LOOPBACK, port), timeout
+        loop.create_connection(lambda: TerminalConnection(framing), LOOPBACK, port,
+                               local_addr=(source, 0) if source else None), timeout
     )
     return proto
 
@@ -403,8 +445,8 @@ class Framing:
     def payment_request(self, token: str) -> bytes:
         return self.payment_prefix + token.encode() + self.payment_suffix
 
-    async def open(self, port: int) -> TerminalConnection:
-        conn = await connect(port, self.kind)
+    async def open(self, port: int, source: str | None = None) -> TerminalConnection:
+        conn = await connect(port, self.kind, source=source)
         if self.kind == "jsonl":
             _, body = await conn.request(jsonl("/auth", {"terminal_id": self.terminal_id, "secret": self.secret}))
             if body.get("authenticated") is not True:
@@ -498,7 +540,7 @@ def pyspy_start(pids: list[int], seconds: float, out_dir: Path, label: str) -> l
 
 
 async def throughput(kind: str, port: int, creds: list[tuple[str, str]], args: argparse.Namespace,
-                     listener: Listener) -> dict[str, Any]:
+                     listener: Listener, database_url: str | None = None) -> dict[str, Any]:
     stats = Stats()
     framings = [Framing(kind, tid, secret) for tid, secret in creds]
     now = time.perf_counter()
@@ -508,10 +550,10 @@ async def throughput(kind: str, port: int, creds: list[tuple[str, str]], args: a
     run_load = load()
     tasks = [asyncio.create_task(terminal_loop(f, port, stats, (measure_start, measure_end), loop_end)) for f in framings]
     await asyncio.sleep(max(0.0, measure_start - time.perf_counter()))
-    cpu_start = CpuSnapshot(listener.pids())
+    cpu_start = CpuSnapshot(listener.pids(), database_url)
     spies = pyspy_start(listener.worker_pids(), args.duration, Path(args.pyspy_dir), kind) if args.pyspy_dir else []
     await asyncio.sleep(max(0.0, measure_end - time.perf_counter()))
-    cpu = CpuSnapshot(listener.pids()).since(cpu_start)
+    cpu = CpuSnapshot(listener.pids(), database_url).since(cpu_start)
     await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT * 2 + 5)
     for spy in spies:
         try:
@@ -536,11 +578,27 @@ async def throughput(kind: str, port: int, creds: list[tuple[str, str]], args: a
         # payments/s on a shared machine, since it does not count the time others took.
         "cpu_ms_per_payment": {
             key: round(cpu[key] * 1000 / (stats.approved / args.duration), 2) if stats.approved else None
-            for key in ("listener", "postgres", "bench_client")
+            for key in ("listener", "postgres", "postgres_bench_backends", "bench_client")
         },
         "load_avg_at_start": run_load,
         "load_avg_at_end": load(),
     }
+
+
+def idle_sources(args: argparse.Namespace) -> list[str]:
+    """Loopback source addresses for the idle connections, at most ``--idle-per-address`` each:
+    a fleet comes from many addresses, and the listener caps connections per address."""
+    count = -(-args.idle // max(1, args.idle_per_address))
+    sources = [f"127.0.{n // 250}.{n % 250 + 2}" for n in range(count)]
+    probe = socket.socket()
+    try:
+        probe.bind((sources[-1], 0))
+    except OSError:
+        log("warning: the loopback aliases 127.0.x.y are not usable here: every idle connection from 127.0.0.1")
+        return []
+    finally:
+        probe.close()
+    return sources
 
 
 async def idle_test(port: int, pid: int, creds: list[tuple[str, str]], args: argparse.Namespace) -> dict[str, Any]:
@@ -552,10 +610,11 @@ async def idle_test(port: int, pid: int, creds: list[tuple[str, str]], args: arg
     open_deadline = started + args.idle_open_timeout
     batch = 200
     framings = [Framing("jsonl", tid, secret) for tid, secret in creds]
+    sources = idle_sources(args)
 
     async def open_one(i: int) -> None:
         try:
-            conns.append(await framings[i % len(framings)].open(port))
+            conns.append(await framings[i % len(framings)].open(port, sources[i % len(sources)] if sources else None))
         except (OSError, RuntimeError, TimeoutError, ConnectionError) as exc:
             failures[type(exc).__name__] += 1
 
@@ -600,6 +659,7 @@ async def idle_test(port: int, pid: int, creds: list[tuple[str, str]], args: arg
     rss_after = rss_kib(pid)
     return {
         "requested": args.idle,
+        "source_addresses": len(sources) or 1,
         "opened": len(conns),
         "open_failures": dict(failures),
         "open_seconds": round(open_seconds, 1),
@@ -640,49 +700,195 @@ def new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
+def _run_lines(run: dict[str, Any]) -> list[str]:
+    total, pay = run["latency_ms_token_plus_payment"], run["latency_ms_payment"]
+    cpu, per = run["cpu_cores"], run["cpu_ms_per_payment"]
+    return [
+        f"  {run['variant']:>12} r{run['round']} {run['framing']:5}  {run['terminals']} terminals, {run['workers']} workers, "
+        f"{run['duration_s']}s (+{run['warmup_s']}s warm-up): {run['approved_per_s']:.0f} approved payments/s ({run['approved']})",
+        f"         latency token+payment p50 {total['p50']} p90 {total['p90']} p99 {total['p99']} max {total['max']} ms;"
+        f" payment alone p50 {pay['p50']} p99 {pay['p99']} ms",
+        f"         CPU (cores): listener {cpu['listener']}, postgres {cpu['postgres']} (bench backends "
+        f"{cpu['postgres_bench_backends']}), bench client {cpu['bench_client']}, other {cpu['other']}, machine busy "
+        f"{cpu['machine_busy']}/{os.cpu_count()}; load {run['load_avg_at_start']} -> {run['load_avg_at_end']}",
+        f"         CPU ms per approved payment: listener {per['listener']}, postgres {per['postgres']} (bench backends "
+        f"{per['postgres_bench_backends']}), bench client {per['bench_client']}",
+        f"         errors {run['errors'] or 'none'}; reconnects {run['reconnects']}",
+    ]
+
+
+def _idle_lines(idle: dict[str, Any]) -> list[str]:
+    pay = idle["latency_ms_token_plus_payment_meanwhile"]
+    lines = [
+        f"  {idle['variant']:>12} r{idle['round']} idle  {idle['opened']}/{idle['requested']} authenticated connections to one "
+        f"listener process from {idle['source_addresses']} addresses (opened in {idle['open_seconds']}s), "
+        f"{idle['still_open_after_hold']} still open after {idle['held_seconds']}s, {idle['answered_probe']} answered a probe",
+        f"         payments meanwhile {idle['payments_meanwhile']} (token+payment p50 {pay['p50']} p99 {pay['p99']} max "
+        f"{pay['max']} ms); listener RSS {idle['listener_rss_kib_before']} -> {idle['listener_rss_kib_after_probe']} KiB "
+        f"({idle['rss_kib_per_connection']} KiB/connection), peak {idle['listener_rss_peak_kib']} KiB",
+    ]
+    if idle.get("open_failures"):
+        lines.append(f"         open failures {idle['open_failures']}")
+    return lines
+
+
+def median(values: list[float | None]) -> float | None:
+    present = sorted(v for v in values if v is not None)
+    if not present:
+        return None
+    mid = len(present) // 2
+    value = round(present[mid] if len(present) % 2 else (present[mid - 1] + present[mid]) / 2, 2)
+    return int(value) if value == int(value) and all(isinstance(v, int) for v in present) else value
+
+
+def medians(result: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per variant and framing, the median over rounds of each headline figure."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for variant in result["variants"]:
+        label = variant["label"]
+        out[label] = {}
+        for kind in sorted({run["framing"] for run in result["runs"]}):
+            runs = [r for r in result["runs"] if r["variant"] == label and r["framing"] == kind]
+            if not runs:
+                continue
+            out[label][kind] = {
+                "rounds": len(runs),
+                "approved_per_s": median([r["approved_per_s"] for r in runs]),
+                "p50_ms": median([r["latency_ms_token_plus_payment"]["p50"] for r in runs]),
+                "p99_ms": median([r["latency_ms_token_plus_payment"]["p99"] for r in runs]),
+                "listener_cpu_ms": median([r["cpu_ms_per_payment"]["listener"] for r in runs]),
+                "postgres_cpu_ms": median([r["cpu_ms_per_payment"]["postgres"] for r in runs]),
+                "postgres_bench_backends_cpu_ms": median([r["cpu_ms_per_payment"]["postgres_bench_backends"] for r in runs]),
+                "errors": sum(sum(r["errors"].values()) for r in runs),
+            }
+        idles = [i for i in result.get("idle", []) if i["variant"] == label]
+        if idles:
+            out[label]["idle"] = {
+                "rounds": len(idles),
+                "opened": median([i["opened"] for i in idles]),
+                "still_open": median([i["still_open_after_hold"] for i in idles]),
+                "answered_probe": median([i["answered_probe"] for i in idles]),
+                "payer_p50_ms": median([i["latency_ms_token_plus_payment_meanwhile"]["p50"] for i in idles]),
+                "payer_p99_ms": median([i["latency_ms_token_plus_payment_meanwhile"]["p99"] for i in idles]),
+                "rss_kib_per_connection": median([i["rss_kib_per_connection"] for i in idles]),
+            }
+    return out
+
+
+def _versus(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return ""
+    return f" ({(value / base - 1) * 100:+.0f}%)"
+
+
 def summary(result: dict[str, Any]) -> str:
     lines = [f"terminal listener benchmark  ({result['started']}, load avg at start {result['load_avg_at_start']}, "
              f"{os.cpu_count()} cores, PostgreSQL {result['postgres']})"]
     lines.append(f"database {result['database']}; settings {result['settings']}")
+    for variant in result["variants"]:
+        lines.append(f"  variant {variant['label']}: {variant['ref']} ({variant['commit'][:12]}) in {variant['tree']},"
+                     f" database {variant['database']}" + (f", env {variant['env']}" if variant["env"] else ""))
     for run in result["runs"]:
-        total, pay = run["latency_ms_token_plus_payment"], run["latency_ms_payment"]
-        lines.append(
-            f"  {run['framing']:5}  {run['terminals']} terminals, {run['workers']} workers, {run['duration_s']}s "
-            f"(+{run['warmup_s']}s warm-up): {run['approved_per_s']:.0f} approved payments/s ({run['approved']})"
-        )
-        lines.append(
-            f"         latency token+payment p50 {total['p50']} p90 {total['p90']} p99 {total['p99']} max {total['max']} ms;"
-            f" payment alone p50 {pay['p50']} p99 {pay['p99']} ms"
-        )
-        cpu = run["cpu_cores"]
-        lines.append(
-            f"         CPU (cores): listener {cpu['listener']}, postgres {cpu['postgres']}, bench client {cpu['bench_client']}, "
-            f"other {cpu['other']}, machine busy {cpu['machine_busy']}/{os.cpu_count()}; load {run['load_avg_at_start']} -> {run['load_avg_at_end']}"
-        )
-        per = run["cpu_ms_per_payment"]
-        lines.append(
-            f"         CPU ms per approved payment: listener {per['listener']}, postgres {per['postgres']}, "
-            f"bench client {per['bench_client']}"
-        )
-        lines.append(f"         errors {run['errors'] or 'none'}; reconnects {run['reconnects']}")
-    idle = result.get("idle")
-    if idle:
-        lines.append(
-            f"  idle   {idle['opened']}/{idle['requested']} authenticated connections to one listener process "
-            f"(opened in {idle['open_seconds']}s), {idle['still_open_after_hold']} still open after {idle['held_seconds']}s, "
-            f"{idle['answered_probe']} answered a probe"
-        )
-        pay = idle["latency_ms_token_plus_payment_meanwhile"]
-        lines.append(
-            f"         payments meanwhile {idle['payments_meanwhile']} (token+payment p50 {pay['p50']} p99 {pay['p99']} max {pay['max']} ms); "
-            f"listener RSS {idle['listener_rss_kib_before']} -> {idle['listener_rss_kib_after_probe']} KiB "
-            f"({idle['rss_kib_per_connection']} KiB/connection), peak {idle['listener_rss_peak_kib']} KiB"
-        )
-        if idle.get("open_failures"):
-            lines.append(f"         open failures {idle['open_failures']}")
+        lines += _run_lines(run)
+    for idle in result.get("idle", []):
+        lines += _idle_lines(idle)
     for label, code in result["listener_exit"].items():
         lines.append(f"  listener ({label}) exit status after SIGTERM: {code}")
+    table = result["medians"]
+    labels = [v["label"] for v in result["variants"]]
+    rounds = max((m.get("rounds", 0) for per in table.values() for m in per.values()), default=0)
+    if len(labels) > 1 or rounds > 1:
+        base = labels[0]
+        lines.append(f"A/B: medians of {rounds} rounds, variants alternating within each round (the machine is shared;"
+                     f" % against {base})")
+        lines.append(f"  {'framing':7} {'variant':>14} {'approved/s':>16} {'p50 ms':>8} {'p99 ms':>14} "
+                     f"{'listener ms':>16} {'postgres ms':>12} {'(bench db)':>10}")
+        kinds = sorted({k for per in table.values() for k in per if k != "idle"})
+        for kind in kinds:
+            for label in labels:
+                m, b = table[label].get(kind), table[base].get(kind)
+                if not m:
+                    continue
+                lines.append(
+                    f"  {kind:7} {label:>14} {m['approved_per_s']:>9}{_versus(m['approved_per_s'], b['approved_per_s']):>7} "
+                    f"{m['p50_ms']:>8} {m['p99_ms']:>7}{_versus(m['p99_ms'], b['p99_ms']):>7} "
+                    f"{m['listener_cpu_ms']:>9}{_versus(m['listener_cpu_ms'], b['listener_cpu_ms']):>7} "
+                    f"{m['postgres_cpu_ms']:>12} {m['postgres_bench_backends_cpu_ms']:>10}"
+                )
+        for label in labels:
+            idle = table[label].get("idle")
+            if idle:
+                lines.append(
+                    f"  {'idle':7} {label:>14} {idle['opened']} open, {idle['still_open']} held, {idle['answered_probe']} "
+                    f"answered; paying terminal p50 {idle['payer_p50_ms']} p99 {idle['payer_p99_ms']} ms; "
+                    f"{idle['rss_kib_per_connection']} KiB/connection"
+                )
     return "\n".join(lines)
+
+
+# --- variants: this tree and other revisions, side by side --------------------------------
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], check=True, capture_output=True, text=True,
+                          timeout=120).stdout.strip()
+
+
+def parse_variant(spec: str) -> dict[str, Any]:
+    """``LABEL=REF[:NAME=VALUE,NAME=VALUE]``; REF ``.`` is this working tree (uncommitted changes included)."""
+    label, sep, rest = spec.partition("=")
+    if not sep or not label:
+        raise SystemExit(f"--variant {spec!r}: expected LABEL=REF[:NAME=VALUE,...]")
+    ref, _, env_text = rest.partition(":")
+    env = {}
+    for item in filter(None, env_text.split(",")):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--variant {spec!r}: {item!r} is not NAME=VALUE")
+        env[name] = value
+    return {"label": label, "ref": ref or ".", "env": env}
+
+
+def prepare_variants(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Resolve each ref; check other revisions out in temporary git worktrees under /tmp."""
+    variants = []
+    for spec in specs:
+        if spec["ref"] == ".":
+            commit = _git("rev-parse", "HEAD") + ("+changes" if _git("status", "--porcelain") else "")
+            variants.append({**spec, "commit": commit, "tree": str(ROOT), "python": PYTHON, "temporary": False})
+            continue
+        commit = _git("rev-parse", "--verify", spec["ref"] + "^{commit}")
+        tree = Path(tempfile.mkdtemp(prefix=f"terminal-bench-{re.sub(r'[^A-Za-z0-9]+', '-', spec['label'])}-",
+                                     dir="/tmp"))
+        tree.rmdir()
+        _git("worktree", "add", "--detach", str(tree), commit)
+        (tree / "var").mkdir(exist_ok=True)
+        log(f"variant {spec['label']}: {spec['ref']} ({commit[:12]}) checked out in {tree}")
+        variants.append({**spec, "commit": commit, "tree": str(tree), "python": variant_python(tree),
+                         "temporary": True})
+    return variants
+
+
+def variant_python(tree: Path) -> str:
+    """This interpreter when the revision needs the same packages; else a virtualenv of its own in its tree."""
+    if (tree / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text():
+        return PYTHON
+    venv = tree / ".venv-bench"
+    log(f"{tree.name}: other requirements; installing them into {venv}")
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r",
+                    str(tree / "requirements.txt")], check=True, timeout=1200)
+    return str(venv / "bin" / "python")
+
+
+def remove_variants(variants: list[dict[str, Any]]) -> None:
+    for variant in variants:
+        if variant.get("temporary"):
+            try:
+                _git("worktree", "remove", "--force", variant["tree"])
+            except subprocess.CalledProcessError as exc:  # pragma: no cover - left for `git worktree prune`
+                log(f"could not remove {variant['tree']}: {exc.stderr}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -697,6 +903,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=int, default=5000, help="idle connections to hold (0 skips the idle test)")
     parser.add_argument("--idle-hold", type=float, default=5.0, help="seconds to hold them")
     parser.add_argument("--idle-open-timeout", type=float, default=120.0)
+    parser.add_argument("--idle-per-address", type=int, default=200,
+                        help="idle connections per loopback source address (127.0.x.y)")
+    parser.add_argument("--compare", metavar="REF", default="",
+                        help="A/B: run the listener of git revision REF (a temporary worktree in /tmp) and this "
+                             "tree's, alternating; same as --variant REF=REF --variant this=.")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL=REF[:NAME=VALUE,...]",
+                        help="a listener to measure (repeatable): REF '.' is this tree; NAME=VALUE are environment "
+                             "settings of that variant (e.g. DATABASE_PREPARED_STATEMENTS=1, DATABASE_URL=...)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="rounds of every variant, alternating order (default 1, or 3 with several variants)")
+    parser.add_argument("--idle-rounds", type=int, default=-1, help="rounds of the idle test (default: --rounds)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), help="the listener's LOG_LEVEL")
     parser.add_argument("--debug", action="store_true", help="run the listener with DJANGO_DEBUG=1 (slower)")
     parser.add_argument("--fresh", action="store_true", help="drop and recreate the bench database first")
@@ -706,24 +923,64 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.terminals < 1 or args.duration <= 0 or args.warmup < 0 or args.workers < 1 or args.idle < 0:
         parser.error("--terminals, --duration and --workers must be positive; --warmup and --idle not negative")
+    specs = [parse_variant(spec) for spec in args.variant]
+    if args.compare:
+        specs = [{"label": args.compare, "ref": args.compare, "env": {}}, {"label": "this", "ref": ".", "env": {}}] + specs
+    if not specs:
+        specs = [{"label": "this", "ref": ".", "env": {}}]
+    if len({s["label"] for s in specs}) != len(specs):
+        parser.error("variant labels must differ")
+    rounds = args.rounds or (3 if len(specs) > 1 else 1)
+    idle_rounds = rounds if args.idle_rounds < 0 else args.idle_rounds
 
     check_local(args.database_url)
+    for spec in specs:
+        if "DATABASE_URL" in spec["env"]:
+            check_local(spec["env"]["DATABASE_URL"])
     raise_fd_limit(args.idle + args.terminals + 100)
-    env = bench_env(args.database_url, args)
+    base_env = bench_env(args.database_url, args)
     result: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_avg_at_start": load(),
         "database": re.sub(r"//[^@/]*@", "//", args.database_url),
-        "settings": f"config.settings.dev, DJANGO_DEBUG={env['DJANGO_DEBUG']}, LOG_LEVEL={args.log_level}"
+        "settings": f"config.settings.dev, DJANGO_DEBUG={base_env['DJANGO_DEBUG']}, LOG_LEVEL={args.log_level}"
                     + (f", TERMINAL_DB_THREADS={args.db_threads}" if args.db_threads else ""),
+        "rounds": rounds,
         "runs": [],
+        "idle": [],
         "listener_exit": {},
     }
-    ensure_database(args.database_url, args.fresh)
-    if not args.skip_migrate:
-        migrate(env)
-    creds = provision(env, args.terminals)
-    log(f"provisioned {len(creds)} terminals")
+    variants = prepare_variants(specs)
+    try:
+        return _measure(args, variants, base_env, rounds, idle_rounds, result)
+    finally:
+        remove_variants(variants)
+
+
+def _measure(args: argparse.Namespace, variants: list[dict[str, Any]], base_env: dict[str, str], rounds: int,
+             idle_rounds: int, result: dict[str, Any]) -> int:
+    result["variants"] = [{k: v for k, v in variant.items() if k != "temporary"} for variant in variants]
+    envs = {v["label"]: {**base_env, **v["env"]} for v in variants}
+    for variant in variants:
+        # Another revision has other migrations: a database of its own, unless told otherwise.
+        if variant["temporary"] and "DATABASE_URL" not in variant["env"]:
+            parts = urlsplit(base_env["DATABASE_URL"])
+            name = parts.path.lstrip("/") + "_" + re.sub(r"[^a-z0-9]+", "_", variant["label"].lower())
+            envs[variant["label"]]["DATABASE_URL"] = urlunsplit((*parts[:2], "/" + name, *parts[3:]))
+    result["variants"] = [{**v, "database": re.sub(r"//[^@/]*@", "//", envs[v["label"]]["DATABASE_URL"])}
+                          for v in result["variants"]]
+    creds_by_db: dict[str, list[tuple[str, str]]] = {}
+    # This tree first: it migrates and provisions the databases it shares with the others.
+    for variant in sorted(variants, key=lambda v: v["ref"] != "."):
+        env, tree, python = envs[variant["label"]], Path(variant["tree"]), variant["python"]
+        database_url = env["DATABASE_URL"]
+        if database_url not in creds_by_db:
+            ensure_database(database_url, args.fresh)
+        if not args.skip_migrate:
+            migrate(env, tree, python)
+        if database_url not in creds_by_db:
+            creds_by_db[database_url] = provision(env, args.terminals, tree, python)
+            log(f"provisioned {args.terminals} terminals in {database_url.rsplit('/', 1)[-1]}")
     import psycopg
 
     parts = urlsplit(args.database_url)
@@ -733,34 +990,52 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = ROOT / "var"
     log_dir.mkdir(exist_ok=True)
     kinds = ["jsonl", "http"] if args.framing == "both" else [args.framing]
+
+    def order(round_index: int) -> list[dict[str, Any]]:
+        return variants if round_index % 2 == 0 else variants[::-1]
+
     with asyncio.Runner(loop_factory=new_loop) as runner:
-        listener = Listener(env, args.workers, log_dir / "bench-listener.log")
-        listener.start()
-        log(f"listener on port {listener.port}, pids {listener.pids()}")
-        try:
-            for kind in kinds:
-                log(f"{kind}: {args.terminals} terminals, {args.warmup}s warm-up + {args.duration}s (load {load()})")
-                run = runner.run(throughput(kind, listener.port, creds, args, listener))
-                result["runs"].append(run)
-                log(f"{kind}: {run['approved_per_s']} approved/s, p99 {run['latency_ms_token_plus_payment']['p99']} ms")
-        finally:
-            result["listener_exit"][f"{args.workers} workers"] = listener.stop()
+        for round_index in range(rounds):
+            for variant in order(round_index):
+                label, env = variant["label"], envs[variant["label"]]
+                creds = creds_by_db[env["DATABASE_URL"]]
+                listener = Listener(env, args.workers, log_dir / f"bench-listener-{label}.log", Path(variant["tree"]),
+                                    variant["python"])
+                listener.start()
+                log(f"[{label} r{round_index + 1}] listener on port {listener.port}, pids {listener.pids()}")
+                try:
+                    for kind in kinds:
+                        log(f"[{label} r{round_index + 1}] {kind}: {args.terminals} terminals, {args.warmup}s warm-up"
+                            f" + {args.duration}s (load {load()})")
+                        run = runner.run(throughput(kind, listener.port, creds, args, listener, env["DATABASE_URL"]))
+                        run = {"variant": label, "round": round_index + 1, **run}
+                        result["runs"].append(run)
+                        log(f"[{label} r{round_index + 1}] {kind}: {run['approved_per_s']} approved/s, "
+                            f"p99 {run['latency_ms_token_plus_payment']['p99']} ms")
+                finally:
+                    result["listener_exit"][f"{label} r{round_index + 1}, {args.workers} workers"] = listener.stop()
 
-        if args.idle:
-            idle_listener = Listener(env, 1, log_dir / "bench-listener-idle.log")
-            idle_listener.start()
-            log(f"idle test: listener pid {idle_listener.proc.pid}, {args.idle} connections")
-            conns: list[TerminalConnection] = []
-            try:
-                idle = runner.run(idle_test(idle_listener.port, idle_listener.proc.pid, creds, args))
-                conns = idle.pop("_conns")
-                result["idle"] = idle
-            finally:
-                # SIGTERM with the connections still held: the listener must close them and exit 0.
-                result["listener_exit"]["1 worker, idle test"] = idle_listener.stop()
-                for conn in conns:
-                    conn.close()
+        for round_index in range(idle_rounds if args.idle else 0):
+            for variant in order(round_index):
+                label, env = variant["label"], envs[variant["label"]]
+                creds = creds_by_db[env["DATABASE_URL"]]
+                idle_listener = Listener(env, 1, log_dir / f"bench-listener-idle-{label}.log", Path(variant["tree"]),
+                                         variant["python"])
+                idle_listener.start()
+                log(f"[{label} r{round_index + 1}] idle test: listener pid {idle_listener.proc.pid}, "
+                    f"{args.idle} connections")
+                conns: list[TerminalConnection] = []
+                try:
+                    idle = runner.run(idle_test(idle_listener.port, idle_listener.proc.pid, creds, args))
+                    conns = idle.pop("_conns")
+                    result["idle"].append({"variant": label, "round": round_index + 1, **idle})
+                finally:
+                    # SIGTERM with the connections still held: the listener must close them and exit 0.
+                    result["listener_exit"][f"{label} r{round_index + 1}, 1 worker, idle test"] = idle_listener.stop()
+                    for conn in conns:
+                        conn.close()
 
+    result["medians"] = medians(result)
     text = summary(result)
     if args.json:
         log(text)

@@ -2,34 +2,46 @@
 limits, webhook endpoints and events.
 
 Transactions, tokens, refunds and events are read-only here (they change only
-through payments.services and payments.outbox); bans are added through
-``ban_add`` so a card entered by number is stored as fingerprint + BIN + last
-four, never in clear.
+through payments.services and payments.outbox): staff with the permission
+refund and void a transaction through ``refund_request`` and
+``payment_void``, and resend an event through ``outbox.event_resend``. Bans
+are added through ``ban_add`` so a card entered by number is stored as
+fingerprint + BIN + last four, never in clear.
 
-A webhook endpoint's signing secret exists in clear only in the response that
-creates or rotates it: that response is rendered directly (no redirect), so
-the secret never passes through Django's message storage (a signed but
-readable cookie, or the session table), and is marked ``no-store`` for caches
-(the pattern of terminals/admin.py). ``secret_sealed`` is shown nowhere.
+A webhook endpoint's signing secret is shown once, on the page the add or
+rotate POST redirects to (``backoffice.shown_once``, as terminals/admin.py):
+kept sealed until then, never in a cookie, sent ``no-store``.
+``secret_sealed`` is shown nowhere.
+
+Every change made here is written to the audit log (``backoffice``), in the
+transaction of the change where the core allows it.
 """
 from __future__ import annotations
 
 import json
+import re
+import secrets
+from collections.abc import Callable
 from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 
+from backoffice.admin_mixins import AuditedModelAdmin, ShownOnceAdminMixin
+from backoffice.audit import audit_record
+from backoffice.models import AuditAction
+
 from . import outbox, services
+from .errors import PaymentError
 from .models import (
     Ban,
     CardLimit,
@@ -41,13 +53,15 @@ from .models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from .money import CURRENCIES
+from .money import CURRENCIES, format_amount
 from .states import (
     PROCESS_STATE,
+    REFUNDABLE_STATUSES,
     TOKEN_HOLDING_STATUSES,
     BanKind,
     DeliveryStatus,
     ProcessState,
+    TransactionStatus,
     statuses_in,
 )
 
@@ -64,7 +78,7 @@ def _transaction_link(pk: int | None) -> str:
     return format_html('<a href="{}">#{}</a>', reverse("admin:payments_transaction_change", args=[pk]), pk)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(AuditedModelAdmin):
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False
 
@@ -169,6 +183,31 @@ class EventInline(admin.TabularInline):
         )
 
 
+class RefundForm(forms.Form):
+    amount = forms.CharField(
+        required=False, max_length=20,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", "size": 12}),
+        help_text="Leave empty to refund all that remains; otherwise the amount, e.g. 15.00.",
+    )
+    reference = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    _REFERENCE = re.compile(r"backoffice-[A-Za-z0-9_-]{22}")
+
+    @staticmethod
+    def new_reference() -> str:
+        # A refund id made for this form (the core's idempotency key): 128 random bits.
+        return "backoffice-" + secrets.token_urlsafe(16)
+
+    def clean_amount(self) -> str:
+        return self.cleaned_data["amount"].strip()
+
+    def clean_reference(self) -> str:
+        reference = self.cleaned_data["reference"]
+        if not self._REFERENCE.fullmatch(reference):
+            raise forms.ValidationError("This form is not one the back office made: open the refund page again.")
+        return reference
+
+
 @admin.register(Transaction)
 class TransactionAdmin(ReadOnlyAdmin):
     # Few, short columns: the list must fit a laptop screen beside its filters.
@@ -194,6 +233,154 @@ class TransactionAdmin(ReadOnlyAdmin):
         ("References", {"fields": ["merchant_reference", "acquirer_reference", "authorization_code"]}),
     ]
     readonly_fields = ["created_at", "updated_at", "process_state_display", "card_display"]
+    actions = ["refund", "void"]
+    # change_form.html adds the Refund and Void buttons (links to refund_view and void_view).
+    change_form_template = "admin/payments/transaction/change_form.html"
+
+    # --- Refund and void: operators (backoffice/roles.py) ------------------------------
+
+    def has_refund_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return request.user.has_perm("payments.refund_transaction")
+
+    def has_void_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return request.user.has_perm("payments.void_transaction")
+
+    def get_urls(self):  # type: ignore[no-untyped-def]
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        # Before the defaults: their "<path:object_id>/" would take ".../refund/" too.
+        return [
+            path("<path:object_id>/refund/", self.admin_site.admin_view(self.refund_view), name=f"{prefix}_refund"),
+            path("<path:object_id>/void/", self.admin_site.admin_view(self.void_view), name=f"{prefix}_void"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):  # type: ignore[no-untyped-def]
+        txn = self.get_object(request, unquote(object_id))
+        extra_context = {
+            **(extra_context or {}),
+            "can_refund": txn is not None and self.has_refund_permission(request, txn)
+            and txn.status in REFUNDABLE_STATUSES,
+            "can_void": txn is not None and self.has_void_permission(request, txn)
+            and txn.status == TransactionStatus.AUTHORIZED,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _one_selected(self, request, queryset, what: str):  # type: ignore[no-untyped-def]
+        selected = list(queryset[:2])
+        if len(selected) != 1:
+            self.message_user(request, f"Select exactly one transaction to {what}.", messages.WARNING)
+            return None
+        return selected[0]
+
+    @admin.action(description="Refund the selected transaction…", permissions=["refund"])
+    def refund(self, request, queryset):  # type: ignore[no-untyped-def]
+        txn = self._one_selected(request, queryset, "refund")
+        if txn is not None:
+            return HttpResponseRedirect(reverse("admin:payments_transaction_refund", args=[txn.pk]))
+        return None
+
+    @admin.action(description="Void the selected authorization…", permissions=["void"])
+    def void(self, request, queryset):  # type: ignore[no-untyped-def]
+        txn = self._one_selected(request, queryset, "void")
+        if txn is not None:
+            return HttpResponseRedirect(reverse("admin:payments_transaction_void", args=[txn.pk]))
+        return None
+
+    def _operation_target(
+        self, request: HttpRequest, object_id: str, allowed: Callable[[HttpRequest, Transaction], bool]
+    ) -> Transaction:
+        txn = self.get_object(request, unquote(object_id))
+        if txn is None:
+            raise Http404("No such transaction.")
+        if not allowed(request, txn):
+            raise PermissionDenied
+        return txn
+
+    def _operation_page(
+        self, request: HttpRequest, txn: Transaction, template: str, title: str, **extra: object
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "original": txn,
+            "card": txn.masked_card or txn.check_number,
+            **extra,
+        }
+        return TemplateResponse(request, template, context)
+
+    def _back_to(self, txn: Transaction) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:payments_transaction_change", args=[txn.pk]))
+
+    def refund_view(self, request: HttpRequest, object_id: str):  # type: ignore[no-untyped-def]
+        """A refund of all that remains or of an amount, after a confirmation
+        page; post/redirect/get to the transaction's page. The form carries a
+        reference made for it, so a double submit refunds once
+        (``refund_request`` returns the first refund of a reference)."""
+        txn = self._operation_target(request, object_id, self.has_refund_permission)
+        form = RefundForm(request.POST if request.method == "POST" else None,
+                          initial={"reference": RefundForm.new_reference()})
+        if request.method == "POST" and form.is_valid():
+            reference = form.cleaned_data["reference"]
+            amount = form.cleaned_data["amount"] or None  # the core parses it in the currency's precision
+            try:
+                # The refund and its audit entry commit together (refund_request
+                # does no network I/O; its task is queued after the commit).
+                with transaction.atomic():
+                    locked = Transaction.objects.select_for_update().get(pk=txn.pk)
+                    before = {"status": locked.status, "refunded_amount": locked.refunded_amount}
+                    repeated = Refund.objects.filter(transaction_id=txn.pk, reference=reference).exists()
+                    refund = services.refund_request(transaction_id=txn.pk, merchant_pk=txn.merchant_id,
+                                                     amount=amount, reference=reference)
+                    if not repeated:
+                        locked.refresh_from_db()
+                        audit_record(
+                            request=request, action=AuditAction.REFUND, obj=locked,
+                            changes=[
+                                {"field": field, "before": str(value), "after": str(getattr(locked, field))}
+                                for field, value in before.items() if value != getattr(locked, field)
+                            ],
+                            message=f"refund {refund.pk} of {refund.amount} {locked.currency} requested",
+                        )
+            except PaymentError as exc:
+                self.message_user(request, f"Refund refused: {exc.message}.", messages.ERROR)
+            else:
+                if repeated:
+                    self.message_user(request, f"This refund was already requested (refund {refund.pk}): "
+                                      "nothing more was refunded.", messages.WARNING)
+                else:
+                    self.message_user(request, f"Refund {refund.pk} of {refund.amount} {txn.currency} accepted: "
+                                      "the acquirer is asked in the background (see Refunds).", messages.SUCCESS)
+                return self._back_to(txn)
+        return self._operation_page(
+            request, txn, "admin/payments/transaction/refund.html", f"Refund transaction #{txn.pk}",
+            form=form, remaining=txn.refundable_amount,
+        )
+
+    def void_view(self, request: HttpRequest, object_id: str):  # type: ignore[no-untyped-def]
+        """Void an authorization after a confirmation page; post/redirect/get.
+        ``payment_void`` asks the acquirer outside any transaction, so its
+        audit entry is written once the answer is known, success or not."""
+        txn = self._operation_target(request, object_id, self.has_void_permission)
+        if request.method == "POST":
+            before = txn.status
+            try:
+                voided = services.payment_void(transaction_id=txn.pk, merchant_pk=txn.merchant_id)
+            except PaymentError as exc:
+                after = Transaction.objects.filter(pk=txn.pk).values_list("status", flat=True).first()
+                audit_record(request=request, action=AuditAction.VOID, obj=txn,
+                             changes=[{"field": "status", "before": before, "after": after}] if after != before else [],
+                             message=f"void failed: {exc.message}")
+                self.message_user(request, f"Void refused: {exc.message}.", messages.ERROR)
+            else:
+                audit_record(request=request, action=AuditAction.VOID, obj=voided,
+                             changes=[{"field": "status", "before": before, "after": voided.status}],
+                             message="authorization voided")
+                self.message_user(request, f"Transaction #{txn.pk} voided: the authorization is released.",
+                                  messages.SUCCESS)
+            return self._back_to(txn)
+        return self._operation_page(request, txn, "admin/payments/transaction/void.html",
+                                    f"Void transaction #{txn.pk}")
 
     @admin.display(description="card / check")
     def card_display(self, obj: Transaction) -> str:
@@ -223,7 +410,7 @@ class TransactionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: Transaction) -> str:
-        return f"{obj.amount} {obj.currency}"
+        return f"{format_amount(obj.amount, obj.currency)} {obj.currency}"
 
 
 class TokenStateFilter(admin.SimpleListFilter):
@@ -307,7 +494,7 @@ class BanForm(forms.ModelForm):
 
 
 @admin.register(Ban)
-class BanAdmin(admin.ModelAdmin):
+class BanAdmin(AuditedModelAdmin):
     list_display = ["kind", "display_value", "reason", "created_by", "created_at"]
     list_filter = ["kind", "created_at"]
     search_fields = ["=key", "=card_last4", "=card_bin", "reason"]
@@ -343,7 +530,7 @@ class BanAdmin(admin.ModelAdmin):
 
 
 @admin.register(CardLimit)
-class CardLimitAdmin(admin.ModelAdmin):
+class CardLimitAdmin(AuditedModelAdmin):
     """Per-payment limits: one per card type (VISA, MASTER, ELECTRON) and one
     for contactless payments, per currency. A payment above the limit of its
     brand (or above the contactless limit) is refused with LimitExceeded."""
@@ -400,7 +587,7 @@ class RefundAdmin(ReadOnlyAdmin):
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: Refund) -> str:
-        return f"{obj.amount} {obj.transaction.currency}"
+        return f"{format_amount(obj.amount, obj.transaction.currency)} {obj.transaction.currency}"
 
     @admin.display(description="status", ordering="status")
     def status_display(self, obj: Refund) -> str:
@@ -444,7 +631,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(ShownOnceAdminMixin, AuditedModelAdmin):
     form = WebhookEndpointForm
     list_display = ["url", "merchant", "is_active", "created_at"]
     list_filter = ["merchant", "is_active"]
@@ -453,10 +640,14 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_select_related = ["merchant"]
     readonly_fields = ["created_at"]
     actions = ["rotate_secret"]
+    shown_once_template = "admin/payments/webhookendpoint/secret.html"
 
     def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         # Its deliveries and their attempts are kept for staff: deactivate it instead.
         return False
+
+    def has_rotate_secret_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return request.user.has_perm("payments.rotate_webhookendpoint_secret")
 
     def get_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
         fields = ["merchant", "url", "description", "is_active"]
@@ -475,30 +666,33 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         )
         obj.pk = endpoint.pk
         obj.refresh_from_db()
-        setattr(request, _WEBHOOK_SECRETS_ATTR, [(obj, secret)])
+        setattr(request, _WEBHOOK_SECRETS_ATTR, [_endpoint_shown(obj, secret)])
 
     def response_add(self, request, obj, post_url_continue=None):  # type: ignore[no-untyped-def]
         shown = getattr(request, _WEBHOOK_SECRETS_ATTR, None)
         if not shown:
             return super().response_add(request, obj, post_url_continue)
-        return self._secrets_response(request, shown, title="Webhook endpoint added")
+        return self.shown_once_redirect(request, title="Webhook endpoint added", items=shown)
 
-    def _secrets_response(self, request: HttpRequest, shown, *, title: str) -> TemplateResponse:  # type: ignore[no-untyped-def]
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": title,
-            "endpoint_secrets": shown,
-        }
-        response = TemplateResponse(request, "admin/payments/webhookendpoint/secret.html", context)
-        add_never_cache_headers(response)  # Cache-Control: no-store among others
-        return response
-
-    @admin.action(description="Rotate the signing secret (shown once)", permissions=["change"])
+    @admin.action(description="Rotate the signing secret (shown once)", permissions=["rotate_secret"])
     def rotate_secret(self, request, queryset):  # type: ignore[no-untyped-def]
-        shown = [(endpoint, outbox.webhook_endpoint_rotate_secret(endpoint_pk=endpoint.pk))
-                 for endpoint in queryset.select_related("merchant")]
-        return self._secrets_response(request, shown, title="New webhook signing secrets")
+        shown = []
+        # One transaction: every secret rotated, recorded and kept for its one view, or none.
+        with transaction.atomic():
+            for endpoint in queryset.select_related("merchant"):
+                secret = outbox.webhook_endpoint_rotate_secret(endpoint_pk=endpoint.pk)
+                audit_record(request=request, action=AuditAction.ROTATE_SECRET, obj=endpoint,
+                             changes=[{"field": "secret_sealed", "redacted": True}],
+                             message="signing secret rotated (the new one shown once to this staff member)")
+                shown.append(_endpoint_shown(endpoint, secret))
+            if not shown:
+                self.message_user(request, "No webhook endpoint selected.", messages.WARNING)
+                return None
+            return self.shown_once_redirect(request, title="New webhook signing secrets", items=shown)
+
+
+def _endpoint_shown(endpoint: WebhookEndpoint, secret: str) -> dict[str, object]:
+    return {"pk": endpoint.pk, "url": endpoint.url, "merchant": str(endpoint.merchant), "secret": secret}
 
 
 # --- Events and their deliveries ---------------------------------------------------------
@@ -602,8 +796,7 @@ class EventAdmin(ReadOnlyAdmin):
         return _with_delivery_counts(super().get_queryset(request))
 
     def has_resend_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
-        # Resending changes the deliveries: it takes the (otherwise unused) change permission of events.
-        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+        return request.user.has_perm("payments.resend_event")
 
     def get_urls(self):  # type: ignore[no-untyped-def]
         name = f"{self.opts.app_label}_{self.opts.model_name}_resend"
@@ -628,7 +821,12 @@ class EventAdmin(ReadOnlyAdmin):
 
     def _resend(self, request: HttpRequest, events) -> None:  # type: ignore[no-untyped-def]
         for event in events:
-            count = outbox.event_resend(event_id=event.pk)
+            # The resend and its audit entry commit together (the deliveries are
+            # queued after the commit).
+            with transaction.atomic():
+                count = outbox.event_resend(event_id=event.pk)
+                audit_record(request=request, action=AuditAction.RESEND, obj=event,
+                             message=f"queued for {count} endpoint(s)")
             if count:
                 self.message_user(request, f"Event {event.public_id} queued for {count} endpoint(s).",
                                   messages.SUCCESS)

@@ -88,6 +88,28 @@ class InvalidAmount(PaymentError):
     default_message = "Invalid amount"
 
 
+class UnsupportedCurrency(PaymentError):
+    """A currency the gateway does not accept (payments.money.CURRENCIES)."""
+
+    code = "unsupported_currency"
+
+    def __init__(self, currency: object) -> None:
+        self.currency = currency
+        super().__init__(f"Unsupported currency {str(currency)[:8]!r}")
+
+
+class LimitsNotConfigured(PaymentError):
+    """No per-payment limit applies to this payment in its currency: staff must
+    configure one (a payment is never unlimited by omission)."""
+
+    code = "limits_not_configured"
+
+    def __init__(self, currency: str, kinds: list[str]) -> None:
+        self.currency = currency
+        self.kinds = kinds
+        super().__init__(f"no card limits configured for {currency} ({', '.join(kinds)})")
+
+
 class CardBanned(PaymentError):
     code = "card_banned"
     default_message = "Card banned"
@@ -101,11 +123,12 @@ class CheckBanned(PaymentError):
 class LimitExceeded(PaymentError):
     code = "limit_exceeded"
 
-    def __init__(self, limit: Decimal, *, contactless: bool) -> None:
+    def __init__(self, limit: Decimal, *, contactless: bool, places: int = 2) -> None:
         self.limit = limit
         self.contactless = contactless
         kind = "Contactless" if contactless else "Card"
-        super().__init__(f"{kind} max amount {limit:.2f}")
+        # With the currency's decimals (places): "Card max amount 2500.00" EUR, "... 375000" JPY.
+        super().__init__(f"{kind} max amount {limit:.{places}f}")
 
 
 class Declined(PaymentError):
@@ -131,6 +154,21 @@ class AcquirerFailure(PaymentError):
         super().__init__(f"Acquirer failure: {reason}", transaction_id=transaction_id)
 
 
+class PaymentOutcomeUnknown(PaymentError):
+    """The acquirer's answer was lost: no answer by the deadline, a connector that
+    cannot tell, a failure while recording it. The card may have been charged,
+    so this is never a decline: the transaction stays ``processing``, holding
+    its token and merchant reference, until the resolver
+    (``payments.services.reconciliation``) asks the acquirer and settles it."""
+
+    code = "outcome_unknown"
+    default_message = "Outcome unknown"
+
+    def __init__(self, reason: str, *, transaction_id: int | None = None) -> None:
+        self.reason = reason
+        super().__init__(f"Outcome unknown: {reason}", transaction_id=transaction_id)
+
+
 class TransactionNotFound(PaymentError):
     code = "transaction_not_found"
     default_message = "Unknown transaction"
@@ -148,9 +186,9 @@ class AmountExceedsRemaining(PaymentError):
 
     code = "amount_exceeds_remaining"
 
-    def __init__(self, remaining: Decimal) -> None:
+    def __init__(self, remaining: Decimal, *, places: int = 2) -> None:
         self.remaining = remaining
-        super().__init__(f"Amount exceeds what remains ({remaining:.2f})")
+        super().__init__(f"Amount exceeds what remains ({remaining:.{places}f})")
 
 
 class ConfirmationFailed(PaymentError):

@@ -13,6 +13,35 @@ number, and its ``status`` (see ``payments.states``: the fine-grained
 status and its RFC 3867 process state). Money moves as
 ``authorized_amount >= captured_amount >= refunded_amount >= 0``.
 
+While the acquirer is asked, a transaction is ``processing`` and
+``operation`` says what is in flight (authorize, capture, void); both are
+recorded before the call and cleared with its answer. **Unknown outcomes**:
+when the answer is lost (no answer by ``ACQUIRER_TIMEOUT_SECONDS``, a
+connector that cannot tell, the process killed, the database lost while
+recording), the row simply stays ``processing``, holding its token and its
+merchant reference; the caller is told the outcome is unknown, never
+"declined". The resolver (``payments.services.reconciliation``, Celery
+beat) takes every row ``processing`` for longer than
+``PAYMENTS_RESOLVE_AFTER_SECONDS`` under a lease (``resolver_lease_until``),
+asks the acquirer by transaction id, and records what it says:
+
+- an authorization the acquirer never received: ``declined``,
+  ``failure_code`` ``acquirer_no_record`` (after a reversal, so that a late
+  arrival is refused), ``payment.failed``;
+- declined / failed at the acquirer: ``declined`` / ``error`` with the
+  acquirer's code, ``payment.failed``, as a direct answer would have been;
+- **approved** (or already reversed): nobody was told, so it is reversed:
+  ``voided``, ``authorized_amount`` = amount, ``captured_amount`` 0,
+  ``failure_code`` ``reversed_unknown_outcome``, the acquirer's reference
+  and authorization code kept, ``payment.cancelled``;
+- a capture or void in flight: what the acquirer says (``captured`` with
+  ``payment.succeeded``, ``voided`` with ``payment.cancelled``, or back to
+  ``authorized`` with no event).
+
+Until then the row's answer cannot be recorded by the request that sent it
+either: the acquirer's answer is written only where ``status`` is still
+``processing`` and no resolver holds the row.
+
 A **Refund** returns part of a captured transaction. Accepting a refund
 adds it to ``Transaction.refunded_amount`` at once (so concurrent refunds
 can never together exceed the captured amount); a refund that finally
@@ -38,6 +67,11 @@ Invariants, and where each is enforced
 - One live payment per merchant reference (esipay ``cid``): partial unique
   index ``one_live_payment_per_reference``; declined and cancelled attempts
   free the reference.
+- A ``processing`` transaction says which operation is in flight, and
+  only it does: check constraint ``txn_operation_while_processing``.
+- An unknown outcome is settled by one resolver at a time, and never also
+  by the request that lost it: the lease ``resolver_lease_until``, taken
+  by a conditional UPDATE; the request's own recording requires it empty.
 - A refund or delivery is worked on by one worker at a time: a lease
   (``lease_until``) taken by a conditional UPDATE (``payments.outbox``).
 - One delivery per (event, endpoint): unique constraint.
@@ -62,6 +96,7 @@ from terminals.models import Terminal
 
 from .states import (
     LIVE_STATUSES,
+    AcquirerOperation,
     PROCESS_STATE,
     TOKEN_HOLDING_STATUSES,
     BanKind,
@@ -146,16 +181,29 @@ class Transaction(models.Model):
     authorization_code = models.CharField(max_length=12, blank=True)
     failure_code = models.CharField(max_length=32, blank=True)
     failure_message = models.CharField(max_length=255, blank=True)
+    # What is in flight with the acquirer while processing (blank otherwise),
+    # and the lease of the resolver settling a lost answer (payments.services.reconciliation).
+    operation = models.CharField(max_length=16, choices=AcquirerOperation.choices, blank=True)
+    resolver_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # While processing: when the operation in flight was sent (the resolver's clock).
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("refund_transaction", "Can refund a transaction"),
+            ("void_transaction", "Can void an authorization"),
+        ]
         indexes = [
             models.Index(fields=["merchant", "-created_at"], name="txn_merchant_created"),
             models.Index(fields=["terminal", "-created_at"], name="txn_terminal_created"),
             models.Index(fields=["card_last4"], name="txn_card_last4"),  # staff search by last four
+            # The resolver's question, every period: a few rows, whatever the table's size.
+            models.Index(
+                fields=["updated_at"], name="txn_processing_since", condition=Q(status=TransactionStatus.PROCESSING)
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -167,6 +215,11 @@ class Transaction(models.Model):
                 fields=["merchant", "merchant_reference"],
                 condition=Q(status__in=LIVE_STATUSES) & ~Q(merchant_reference=""),
                 name="one_live_payment_per_reference",
+            ),
+            models.CheckConstraint(
+                condition=(Q(status=TransactionStatus.PROCESSING) & ~Q(operation=""))
+                | (~Q(status=TransactionStatus.PROCESSING) & Q(operation="")),
+                name="txn_operation_while_processing",
             ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="txn_amount_positive"),
             models.CheckConstraint(condition=Q(refunded_amount__gte=0), name="txn_refunded_not_negative"),
@@ -289,6 +342,7 @@ class WebhookEndpoint(models.Model):
     class Meta:
         ordering = ["merchant", "url"]
         verbose_name = "webhook endpoint"
+        permissions = [("rotate_webhookendpoint_secret", "Can rotate a webhook endpoint's signing secret")]
 
     def __str__(self) -> str:
         return f"{self.url} ({self.merchant})"
@@ -309,6 +363,7 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("resend_event", "Can resend a webhook event")]
 
     def __str__(self) -> str:
         return f"{self.type} {self.public_id}"

@@ -37,7 +37,8 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from . import outbound, vault
-from .db import in_transaction
+from .db import require_atomic, require_no_transaction
+from .money import format_amount
 from .models import DeliveryAttempt, Event, Refund, Transaction, WebhookDelivery, WebhookEndpoint
 from .states import PROCESS_STATE, DeliveryStatus, EventType, RefundStatus
 
@@ -57,7 +58,9 @@ def _iso(moment: datetime) -> str:
 
 
 def transaction_data(txn: Transaction) -> dict[str, object]:
-    """A payment as merchants see it: never more of the card than first 6 / last 4."""
+    """A payment as merchants see it: never more of the card than its mask (first 6 /
+    last 4 at most, the last 4 only for a short number); amounts with the currency's decimals."""
+    currency = txn.currency
     return {
         "object": "payment",
         "transaction": txn.pk,
@@ -66,10 +69,10 @@ def transaction_data(txn: Transaction) -> dict[str, object]:
         "method": str(txn.method),
         "status": str(txn.status),
         "process_state": str(PROCESS_STATE[txn.status]),
-        "amount": f"{txn.amount:.2f}",
-        "currency": txn.currency,
-        "captured_amount": f"{txn.captured_amount:.2f}",
-        "refunded_amount": f"{txn.refunded_amount:.2f}",
+        "amount": format_amount(txn.amount, currency),
+        "currency": currency,
+        "captured_amount": format_amount(txn.captured_amount, currency),
+        "refunded_amount": format_amount(txn.refunded_amount, currency),
         "card": txn.masked_card,
         "card_brand": str(txn.card_brand),
         "failure_code": txn.failure_code,
@@ -85,17 +88,17 @@ def refund_data(refund: Refund, txn: Transaction) -> dict[str, object]:
         "merchant_reference": txn.merchant_reference,
         "reference": refund.reference,
         "status": str(refund.status),
-        "amount": f"{refund.amount:.2f}",
+        "amount": format_amount(refund.amount, txn.currency),
         "currency": txn.currency,
         "transaction_status": str(txn.status),
-        "refunded_amount": f"{txn.refunded_amount:.2f}",
+        "refunded_amount": format_amount(txn.refunded_amount, txn.currency),
         "failure_message": refund.failure_message,
     }
 
 
 def _require_atomic() -> None:
     # The event must commit with the change it announces, or not at all.
-    assert connection.in_atomic_block, "event_emit must run inside the change's transaction"
+    require_atomic("event_emit")
 
 
 def event_emit(
@@ -131,21 +134,23 @@ _SQL_EVENT_AFTER_CHANGE = (
     # PostgreSQL: the change, its event and its deliveries in one statement
     # (data-modifying CTEs), atomic by itself: one round trip on the terminals'
     # hot path instead of BEGIN, three statements and COMMIT. No row changed,
-    # no event.
+    # no event. One row back: whether the change applied, and the deliveries.
     "WITH changed AS ({statement} RETURNING merchant_id), "
     f"event AS (INSERT INTO {_EVENT} (public_id, merchant_id, type, transaction_id, refund_id, data, created_at) "
-    "SELECT %s, merchant_id, %s, %s, NULL, %s::jsonb, %s FROM changed RETURNING id, merchant_id, created_at) "
-    f"INSERT INTO {_DELIVERY} (event_id, endpoint_id, status, started_at, attempts, next_attempt_at) "
+    "SELECT %s, merchant_id, %s, %s, NULL, %s::jsonb, %s FROM changed RETURNING id, merchant_id, created_at), "
+    f"delivered AS (INSERT INTO {_DELIVERY} (event_id, endpoint_id, status, started_at, attempts, next_attempt_at) "
     f"SELECT event.id, ep.id, %s, event.created_at, 0, event.created_at FROM event "
-    f"JOIN {_ENDPOINT} ep ON ep.merchant_id = event.merchant_id AND ep.is_active RETURNING id"
+    f"JOIN {_ENDPOINT} ep ON ep.merchant_id = event.merchant_id AND ep.is_active RETURNING id) "
+    "SELECT (SELECT count(*) FROM changed), ARRAY(SELECT id FROM delivered)"
 )
 
 
 def event_emit_with_change(
     *, statement: str, params: list[object], type: EventType, transaction: Transaction
-) -> None:
+) -> bool:
     """Run ``statement`` (an UPDATE of one transaction, without RETURNING) and
-    write the event announcing it, in one database transaction.
+    write the event announcing it, in one database transaction. True if the
+    UPDATE changed the row (else nothing was written).
 
     ``transaction`` carries the values after the change (the event's data).
     On PostgreSQL outside any atomic block this is a single statement; else
@@ -158,7 +163,7 @@ def event_emit_with_change(
                 changed = cursor.rowcount
             if changed:
                 event_emit(type=type, transaction=transaction)
-        return
+        return bool(changed)
     public_id = "evt_" + secrets.token_hex(12)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -166,10 +171,12 @@ def event_emit_with_change(
             [*params, public_id, type.value, transaction.pk, json.dumps(transaction_data(transaction)),
              timezone.now(), DeliveryStatus.PENDING.value],
         )
-        delivery_ids = [row[0] for row in cursor.fetchall()]
+        changed, delivery_ids = cursor.fetchone()
     if delivery_ids:
         db_transaction.on_commit(lambda: enqueue_deliveries(delivery_ids))  # autocommit: at once
-    logger.info("event %s %s transaction=%s deliveries=%d", public_id, type, transaction.pk, len(delivery_ids))
+    if changed:
+        logger.info("event %s %s transaction=%s deliveries=%d", public_id, type, transaction.pk, len(delivery_ids))
+    return bool(changed)
 
 
 def envelope(event: Event) -> bytes:
@@ -304,7 +311,7 @@ def delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
         delivery.status, delivery.lease_until, delivery.completed_at = DeliveryStatus.FAILED, None, now
         return delivery
     body = envelope(event)
-    assert not in_transaction(), "no webhook call inside a transaction"
+    require_no_transaction("webhook call")
     started = timezone.now()
     try:
         secret = endpoint_secret(endpoint)

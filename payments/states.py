@@ -5,11 +5,18 @@ movements are explicit); ``ProcessState`` is the vocabulary of RFC 3867
 §3.3.3 that every door and the back office speak. ``PROCESS_STATE`` maps
 one onto the other, here and nowhere else.
 
+    awaiting_card ◄──► suspended        (IOTP: started without card data)
+        │ (card data arrives)
     processing ──► authorized ──► captured ──► partially_refunded ──► refunded
         │  │            │                └──────────────────────────────┘
         │  │            └──► voided
         │  └──► declined      (acquirer or gateway rules said no)
         └─────► error         (acquirer technical failure)
+
+A capture or a void is in flight as ``processing`` too (``authorized ──►
+processing ──► captured | voided``, or back to ``authorized``); which
+acquirer operation is in flight is ``AcquirerOperation``, so that the
+resolver knows what to ask about when an answer was lost.
 """
 from __future__ import annotations
 
@@ -30,6 +37,11 @@ FINAL_PROCESS_STATES = frozenset({ProcessState.COMPLETED_OK, ProcessState.FAILED
 
 class TransactionStatus(models.TextChoices):
     PENDING = "pending", "Pending (not yet started)"
+    # Started without card data (IOTP's StartPaymentPaymentHandler without
+    # CardData): waiting for ContinueProcess to bring it. Not "processing":
+    # no request is with the acquirer, so neither a second continuation nor a
+    # sweep of lost acquirer calls may take it for one.
+    AWAITING_CARD = "awaiting_card", "Waiting for card data"
     PROCESSING = "processing", "Processing with the acquirer"
     SUSPENDED = "suspended", "Suspended"
     AUTHORIZED = "authorized", "Authorized (not captured)"
@@ -43,6 +55,7 @@ class TransactionStatus(models.TextChoices):
 
 PROCESS_STATE: dict[str, ProcessState] = {
     TransactionStatus.PENDING: ProcessState.NOT_YET_STARTED,
+    TransactionStatus.AWAITING_CARD: ProcessState.IN_PROGRESS,
     TransactionStatus.PROCESSING: ProcessState.IN_PROGRESS,
     TransactionStatus.SUSPENDED: ProcessState.SUSPENDED,
     # An authorization waiting for its capture is a payment still in progress.
@@ -89,6 +102,14 @@ def statuses_in(state: ProcessState) -> list[str]:
     return [status for status, mapped in PROCESS_STATE.items() if mapped == state]
 
 
+class AcquirerOperation(models.TextChoices):
+    """The acquirer operation in flight while a transaction is ``processing``."""
+
+    AUTHORIZE = "authorize", "Authorization (or sale)"
+    CAPTURE = "capture", "Capture"
+    VOID = "void", "Void"
+
+
 class RefundStatus(models.TextChoices):
     PENDING = "pending", "Pending with the acquirer"
     SUCCEEDED = "succeeded", "Succeeded"
@@ -112,15 +133,23 @@ class PaymentMethod(models.TextChoices):
 
 
 class CardBrand(models.TextChoices):
+    """The brands the gateway derives from a card number (``payments.cards.BIN_RANGES``)."""
+
     VISA = "VISA", "Visa"
     MASTER = "MASTER", "MasterCard"
     ELECTRON = "ELECTRON", "Visa Electron"
+    AMEX = "AMEX", "American Express"
 
 
 class LimitKind(models.TextChoices):
+    """Per-payment limits: one per brand, one for cards of no known network,
+    and contactless (on top of the brand's)."""
+
     VISA = "VISA", "Visa (per payment)"
     MASTER = "MASTER", "MasterCard (per payment)"
     ELECTRON = "ELECTRON", "Visa Electron (per payment)"
+    AMEX = "AMEX", "American Express (per payment)"
+    OTHER = "OTHER", "Card of no known network (per payment)"
     CONTACTLESS = "CONTACTLESS", "Contactless (per payment, any brand)"
 
 

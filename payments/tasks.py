@@ -30,3 +30,11 @@ def sweep_outbox() -> dict[str, int]:
     """Beat's periodic safety net: queue again what the broker or a dead worker
     lost, and void esipay authorizations whose confirmation was abandoned."""
     return {**outbox.outbox_sweep(), "unconfirmed_voided": services.payments_void_unconfirmed()}
+
+
+@app.task(name="payments.tasks.resolve_unknown_outcomes")
+def resolve_unknown_outcomes() -> dict[str, int]:
+    """Beat's settlement of lost acquirer answers: each transaction left
+    processing too long is asked about, recorded, and reversed if it was an
+    approval nobody was told about (payments.services.reconciliation)."""
+    return services.payments_resolve_unknown()

@@ -26,18 +26,19 @@ class VaultError(ValueError):
     """A sealed value that cannot be opened (other key, tampered, malformed)."""
 
 
-def key_id() -> str:
+def key_id(keyring: str = "vault") -> str:
     """A short public name of the current encryption key (not the key)."""
-    return hmac.new(keys.subkey("vault-key-id"), b"id", hashlib.sha256).hexdigest()[:8]
+    return hmac.new(keys.subkey(f"{keyring}-key-id"), b"id", hashlib.sha256).hexdigest()[:8]
 
 
-def seal(plaintext: str, *, purpose: str) -> str:
+def seal(plaintext: str, *, purpose: str, keyring: str = "vault") -> str:
+    """``keyring`` names the sub-key of PAYMENTS_MASTER_KEY (the card vault has its own)."""
     nonce = os.urandom(12)
-    sealed = AESGCM(keys.subkey("vault")).encrypt(nonce, plaintext.encode(), purpose.encode())
-    return f"{_VERSION}:{key_id()}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
+    sealed = AESGCM(keys.subkey(keyring)).encrypt(nonce, plaintext.encode(), purpose.encode())
+    return f"{_VERSION}:{key_id(keyring)}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
 
 
-def unseal(stored: str, *, purpose: str) -> str:
+def unseal(stored: str, *, purpose: str, keyring: str = "vault") -> str:
     try:
         version, kid, payload = stored.split(":", 2)
         blob = base64.urlsafe_b64decode(payload.encode())
@@ -45,9 +46,11 @@ def unseal(stored: str, *, purpose: str) -> str:
         raise VaultError("not a sealed value") from None
     if version != _VERSION:
         raise VaultError(f"unknown vault version {version!r}")
-    if kid != key_id():
-        raise VaultError(f"sealed under key {kid}, the current key is {key_id()}: was PAYMENTS_MASTER_KEY rotated?")
+    if kid != key_id(keyring):
+        raise VaultError(
+            f"sealed under key {kid}, the current key is {key_id(keyring)}: was PAYMENTS_MASTER_KEY rotated?"
+        )
     try:
-        return AESGCM(keys.subkey("vault")).decrypt(blob[:12], blob[12:], purpose.encode()).decode()
+        return AESGCM(keys.subkey(keyring)).decrypt(blob[:12], blob[12:], purpose.encode()).decode()
     except InvalidTag:
         raise VaultError("the sealed value was tampered with or belongs elsewhere") from None

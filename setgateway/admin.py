@@ -2,21 +2,26 @@
 authentication, transport id, the secret shown once), live connections, the
 diagnostic log journal and the SET requests.
 
-A secret exists in clear only in the response that creates or rotates it:
-that response is rendered directly (no redirect), so it never passes
-through Django's message storage, and is marked ``no-store`` (the pattern
-of terminals/admin.py).
+A SET secret is shown once, on the page the add or rotate POST redirects to
+(post/redirect/get, ``backoffice.shown_once``): a reload neither enables
+again nor rotates again, and shows nothing. Until that page is read the
+secret is kept sealed server-side.
+
+Who may do what (backoffice/roles.py): everything here that changes SET
+settings is the administrator's (``setgateway.change_setsettings``: a
+door's credentials); the lists are read by every role.
 """
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
-from django.template.response import TemplateResponse
-from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 
+from backoffice.admin_mixins import AuditedModelAdmin, ShownOnceAdminMixin
+from backoffice.audit import audit_record
+from backoffice.models import AuditAction
 from merchants.models import Merchant
 from payments.admin import ReadOnlyAdmin  # written by the gateway processes only
 
@@ -24,7 +29,12 @@ from .credentials import IssuedSecret, set_secret_rotate, set_settings_create
 from .journal import live_cutoff
 from .models import DiagnosticLog, LiveConnection, SetExchange, SetSettings, validate_transport_id
 
-_SHOWN_ONCE_ATTR = "_set_secrets_shown_once"
+_SHOWN_ATTR = "_set_secrets_shown_once"
+
+
+def _shown(row: SetSettings, issued: IssuedSecret) -> dict[str, object]:
+    return {"pk": row.pk, "merchant": str(row.merchant), "transport_id": issued.transport_id,
+            "secret": issued.secret}
 
 
 class SetSettingsForm(forms.ModelForm):
@@ -54,7 +64,7 @@ class SetSettingsForm(forms.ModelForm):
 
 
 @admin.register(SetSettings)
-class SetSettingsAdmin(admin.ModelAdmin):
+class SetSettingsAdmin(ShownOnceAdminMixin, AuditedModelAdmin):
     form = SetSettingsForm
     list_display = ["merchant", "transport_id", "authentication", "enabled", "live_connection_count",
                     "secret_rotated_at"]
@@ -63,6 +73,7 @@ class SetSettingsAdmin(admin.ModelAdmin):
     search_help_text = "Merchant name or transport id."
     list_select_related = ["merchant"]
     actions = ["enable", "disable", "rotate_secret"]
+    shown_once_template = "admin/setgateway/setsettings/secret.html"
 
     def get_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
         if obj is None:
@@ -74,6 +85,9 @@ class SetSettingsAdmin(admin.ModelAdmin):
         if obj is None:
             return []
         return ["merchant", "registered_addresses", "secret_rotated_at", "live_connections", "recent_diagnostics"]
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False  # disable SET instead: the settings name the merchant's requests
 
     def get_queryset(self, request) -> QuerySet:  # type: ignore[no-untyped-def]
         live = Count("merchant__set_connections", filter=Q(merchant__set_connections__seen_at__gte=live_cutoff()))
@@ -121,36 +135,54 @@ class SetSettingsAdmin(admin.ModelAdmin):
         )
         obj.pk = row.pk
         obj.refresh_from_db()
-        setattr(request, _SHOWN_ONCE_ATTR, [(obj, issued)])
+        setattr(request, _SHOWN_ATTR, [_shown(obj, issued)])
 
     def response_add(self, request, obj, post_url_continue=None):  # type: ignore[no-untyped-def]
-        shown = getattr(request, _SHOWN_ONCE_ATTR, None)
+        shown = getattr(request, _SHOWN_ATTR, None)
         if not shown:
             return super().response_add(request, obj, post_url_continue)
-        return self._secret_response(request, shown, title="SET enabled")
+        return self.shown_once_redirect(request, title="SET enabled", items=shown)
 
-    def _secret_response(self, request: HttpRequest, shown: list[tuple[SetSettings, IssuedSecret]], *,
-                         title: str) -> TemplateResponse:
-        context = {**self.admin_site.each_context(request), "opts": self.opts, "title": title, "credentials": shown}
-        response = TemplateResponse(request, "admin/setgateway/setsettings/secret.html", context)
-        add_never_cache_headers(response)  # Cache-Control: no-store among others
-        return response
+    def _set_enabled(self, request, queryset, *, enabled: bool) -> int:  # type: ignore[no-untyped-def]
+        action = AuditAction.ENABLE if enabled else AuditAction.DISABLE
+        with transaction.atomic():
+            pks = list(queryset.values_list("pk", flat=True))  # the list's queryset is annotated
+            changed = list(SetSettings.objects.select_for_update().filter(pk__in=pks).exclude(enabled=enabled))
+            for row in changed:
+                audit_record(request=request, action=action, obj=row,
+                             changes=[{"field": "enabled", "before": not enabled, "after": enabled}])
+            SetSettings.objects.filter(pk__in=[row.pk for row in changed]).update(enabled=enabled)
+        return len(changed)
 
-    @admin.action(description="Enable SET for the selected merchants")
+    @admin.action(description="Enable SET for the selected merchants", permissions=["change"])
     def enable(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
-        count = queryset.update(enabled=True)
+        count = self._set_enabled(request, queryset, enabled=True)
         self.message_user(request, f"SET enabled for {count} merchant(s).")
 
-    @admin.action(description="Disable SET for the selected merchants")
+    @admin.action(description="Disable SET for the selected merchants", permissions=["change"])
     def disable(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
-        count = queryset.update(enabled=False)
+        count = self._set_enabled(request, queryset, enabled=False)
         self.message_user(request, f"SET disabled for {count} merchant(s): new connections are refused "
                                    "(open ones stay open until they close).")
 
-    @admin.action(description="Rotate the SET secret of the selected merchants (shown once)")
+    @admin.action(description="Rotate the SET secret of the selected merchants (shown once)",
+                  permissions=["change"])
     def rotate_secret(self, request, queryset):  # type: ignore[no-untyped-def]
-        shown = [(row, set_secret_rotate(settings_pk=row.pk)) for row in queryset.select_related("merchant")]
-        return self._secret_response(request, shown, title="New SET secrets")
+        shown = []
+        # One transaction: every secret rotated, recorded and kept for its one view, or none.
+        with transaction.atomic():
+            pks = list(queryset.values_list("pk", flat=True))
+            for row in SetSettings.objects.select_related("merchant").select_for_update(of=("self",)).filter(
+                    pk__in=pks):
+                issued = set_secret_rotate(settings_pk=row.pk)
+                audit_record(request=request, action=AuditAction.ROTATE_SECRET, obj=row,
+                             changes=[{"field": "secret_sealed", "redacted": True}],
+                             message="SET secret rotated (the new one shown once to this staff member)")
+                shown.append(_shown(row, issued))
+            if not shown:
+                self.message_user(request, "No SET settings selected.", messages.WARNING)
+                return None
+            return self.shown_once_redirect(request, title="New SET secrets", items=shown)
 
 
 @admin.register(LiveConnection)

@@ -249,7 +249,8 @@ class SetDoor(Door):
         return session.authentication_result(merchant_pk=proof.merchant_pk, transport_id=proof.transport_id)
 
     async def _request(self, conn: Connection, session: Session, dispatch: Dispatch) -> None:
-        assert session.merchant_pk is not None
+        if session.merchant_pk is None:  # never: requests are dispatched only once Open, as a merchant
+            raise RuntimeError("a SET request on a connection of no merchant")
         answer = await self.db.call(set_request_handle, merchant_pk=session.merchant_pk, body=dispatch.body)
         for action in session.answered(dispatch.request_id, answer):
             if isinstance(action, Send) and conn.transport is not None and not conn.transport.is_closing():

@@ -23,8 +23,10 @@ with other data it is ErrorMsg 3. A request that changed nothing (an
 invalid field, an unknown transId, a refused capture) is not recorded: a
 repeat is evaluated again, against a state it did not change. A request
 whose process died half-way leaves its record without an answer; when its
-lease has run out, a repeat takes it over and settles it from the
-payment's state (never authorizing twice).
+lease has run out, a repeat takes it over and answers from the payment's
+state (never authorizing twice): an acquirer answer that was lost is the
+core's resolver's to settle (by inquiry), and until then the repeat gets
+ErrorMsg 9 "in progress".
 """
 from __future__ import annotations
 
@@ -212,9 +214,8 @@ def _exchange(*, merchant_pk: int, kind: str, message: payload.Request, digest: 
     cred_id = getattr(message, "cred_id", "")
     row, answer, recovering = _claim(merchant_pk=merchant_pk, kind=kind, trans_id=trans_id, cred_id=cred_id,
                                      digest=digest)
-    if answer is not None:
-        return answer
-    assert row is not None
+    if answer is not None or row is None:
+        return answer or ErrorMsg(payload.INTERNAL, "internal error: send it again", trans_id)
     try:
         outcome = work(merchant_pk, message, row, recovering)
     except _Answer as early:
@@ -312,6 +313,11 @@ def _expiry(req: AuthReq) -> str:
 def _auth_answer(txn: object, trans_id: str) -> AuthRes | None:
     """The answer an authorization's state gives; None while it is with the acquirer."""
     status = txn.status  # type: ignore[attr-defined]
+    if status == TransactionStatus.VOIDED and txn.failure_code:  # type: ignore[attr-defined]
+        # Not a merchant's reversal: the resolver reversed an approval whose answer was
+        # lost (nothing is charged). The authorization failed.
+        return AuthRes(trans_id, FAILED, gateway_trans_id=str(txn.pk),  # type: ignore[attr-defined]
+                       reason=txn.failure_message or "reversed: nothing is charged")  # type: ignore[attr-defined]
     if status in _AUTHORIZED_ONCE:
         code = txn.authorization_code  # type: ignore[attr-defined]
         return AuthRes(trans_id, APPROVED, gateway_trans_id=str(txn.pk),  # type: ignore[attr-defined]
@@ -334,35 +340,28 @@ def _authorize(merchant_pk: int, req: AuthReq, row: SetExchange, recovering: boo
     currency = _currency_code(req.amount.currency)[0]  # type: ignore[index]  # the merchant's: checked by the digest
     expiry = _expiry(req)
 
-    def first_attempt():  # type: ignore[no-untyped-def]
-        return services.payment_authorize(
-            merchant_pk=merchant_pk, door=Door.SET, card_number=req.pan, policy=cards.LUHN_PAN,
-            amount=req.amount.value, capture=req.capture_now, currency=currency, expiry=expiry,
-            merchant_reference=req.trans_id,
-        )
-
-    attempt = first_attempt
     if recovering:
-        # Its first attempt died half-way: did it record a payment? Then that is the answer.
+        # Its first attempt died half-way: did it record a payment? Then that is the answer,
+        # once known (a lost acquirer answer is settled by the core's resolver, by inquiry).
         earlier = services.payment_by_reference(merchant_pk=merchant_pk, door=Door.SET, reference=req.trans_id)
         if earlier is not None and earlier.created_at >= row.created_at - timedelta(seconds=1) \
                 and earlier.card_fingerprint == cards.card_facts(req.pan).fingerprint \
                 and earlier.amount == req.amount.value:
             answer = _auth_answer(earlier, req.trans_id)
-            if answer is not None:
-                return _Outcome(answer, STORE, earlier.pk)
-
-            def attempt():  # type: ignore[no-redef,no-untyped-def]
-                # Killed while the acquirer was asked: ask again, same idempotency key.
-                return services.payment_authorization_resume(
-                    transaction_id=earlier.pk, merchant_pk=merchant_pk, card_number=req.pan,
-                    capture=req.capture_now, expiry=expiry,
-                    untouched_for=timedelta(seconds=settings.SET_REQUEST_LEASE_SECONDS),
-                )
+            if answer is None:
+                return _Outcome(_in_progress("authorization", req.trans_id), HOLD, earlier.pk)
+            return _Outcome(answer, STORE, earlier.pk)
     try:
-        txn = attempt()
-    except errors.PaymentInProgress as exc:
+        txn = services.payment_authorize(
+            merchant_pk=merchant_pk, door=Door.SET, card_number=req.pan, policy=cards.LUHN_PAN,
+            amount=req.amount.value, capture=req.capture_now, currency=currency, expiry=expiry,
+            merchant_reference=req.trans_id,
+        )
+    except errors.PaymentOutcomeUnknown as exc:
         return _Outcome(_in_progress("authorization", req.trans_id), HOLD, exc.transaction_id)
+    except (errors.UnsupportedCurrency, errors.LimitsNotConfigured) as exc:
+        raise _Answer(ErrorMsg(payload.CURRENCY_NOT_ACCEPTED, f"currency not accepted: {exc.message}",
+                               req.trans_id)) from None
     except errors.InvalidCardNumber as exc:
         raise _invalid("pan", exc.message, req.trans_id) from None
     except errors.InvalidAmount as exc:
@@ -382,7 +381,8 @@ def _authorize(merchant_pk: int, req: AuthReq, row: SetExchange, recovering: boo
                                      req.trans_id), FORGET)
         raise
     answer = _auth_answer(txn, req.trans_id)
-    assert answer is not None
+    if answer is None:  # the core returns a transaction with its outcome: never processing
+        return _Outcome(_in_progress("authorization", req.trans_id), HOLD, txn.pk)
     return _Outcome(answer, STORE, txn.pk)
 
 
@@ -420,6 +420,8 @@ def _capture(merchant_pk: int, req: CapReq, row: SetExchange, recovering: bool) 
             return _Outcome(_in_progress("capture", req.trans_id), HOLD, txn.pk)
     try:
         txn = services.payment_capture(transaction_id=txn.pk, merchant_pk=merchant_pk, amount=req.amount.value)
+    except errors.PaymentOutcomeUnknown as exc:
+        return _Outcome(_in_progress("capture", req.trans_id), HOLD, exc.transaction_id)
     except errors.InvalidAmount as exc:
         raise _invalid("amount", exc.message, req.trans_id) from None
     except errors.AcquirerFailure as exc:
@@ -463,6 +465,8 @@ def _reverse(merchant_pk: int, req: RevReq, row: SetExchange, recovering: bool) 
             return _Outcome(_in_progress("reversal", req.trans_id), HOLD, txn.pk)
     try:
         txn = services.payment_void(transaction_id=txn.pk, merchant_pk=merchant_pk)
+    except errors.PaymentOutcomeUnknown as exc:
+        return _Outcome(_in_progress("reversal", req.trans_id), HOLD, exc.transaction_id)
     except errors.AcquirerFailure as exc:
         return _Outcome(RevRes(req.trans_id, FAILED, reason=exc.message), FORGET)
     except errors.PaymentError as exc:  # captured, declined, voided already...

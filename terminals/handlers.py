@@ -1,17 +1,23 @@
-"""One terminal request's database work: a synchronous function per request.
+"""One terminal request's work: synchronous database functions, and a payment's phases.
 
-The listener runs these in its database threads (``sync_to_async``); each
-calls the payment services (which own the transactions) and turns the
-outcome into the contract's response body. No sockets here.
+The listener runs the synchronous functions in its database threads
+(``sync_to_async``); each calls the payment services (which own the
+transactions) and turns the outcome into the contract's response body. A
+payment (``pay``) is three steps, so that no database thread waits for the
+acquirer: screen and record it (a database thread), ask the acquirer (its own
+pool, awaited on the event loop), record the answer (a database thread).
+No sockets here.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.db import connections
 
 from payments import cards, services
+from payments.acquirers.base import AcquirerResult
 from payments.errors import NotAuthorized, PaymentError
 
 from . import protocol
@@ -50,23 +56,60 @@ def identify(peer_ip: str) -> TerminalIdentity | None:
     return terminal_identify_by_address(peer_ip=peer_ip)
 
 
-def execute(identity: TerminalIdentity, command: protocol.TokenCommand | protocol.PaymentCommand) -> dict[str, Any]:
-    """Run a checked command for an identified terminal; the response body."""
+def execute(identity: TerminalIdentity, command: protocol.TokenCommand) -> dict[str, Any]:
+    """Issue a token for an identified terminal; the response body."""
     _connection_ready()
     try:
         terminal_touch(pk=identity.pk)
-        if isinstance(command, protocol.TokenCommand):
-            token = services.token_issue(
-                terminal_pk=identity.pk, payment_type=command.payment_type, try_count=command.try_count
-            )
-            return protocol.token_body(
-                value=token.value,
-                payment_type=token.payment_type,
-                created=token.created_at,
-                expire=token.expires_at,
-                try_count=token.try_count,
-            )
-        txn = services.payment_sale_with_token(
+        token = services.token_issue(
+            terminal_pk=identity.pk, payment_type=command.payment_type, try_count=command.try_count
+        )
+        return protocol.token_body(
+            value=token.value,
+            payment_type=token.payment_type,
+            created=token.created_at,
+            expire=token.expires_at,
+            try_count=token.try_count,
+        )
+    except PaymentError as exc:
+        return protocol.error_for(exc)
+    except Exception:
+        # Never let one request take the connection (or the listener) down;
+        # the message carries no request data, so no card data reaches the log.
+        logger.exception("terminal request failed terminal=%s", identity.terminal_id)
+        return protocol.error_body(111, "Declined internal error")
+
+
+async def pay(
+    run_db: Callable[..., Awaitable[Any]], identity: TerminalIdentity, command: protocol.PaymentCommand
+) -> dict[str, Any]:
+    """A payment for an identified terminal; the response body.
+
+    ``run_db`` runs a synchronous function in one of the listener's database
+    threads. The acquirer is awaited on the event loop in between, with its
+    deadline (``payments.services.acquiring``), holding no database thread.
+    """
+    started = await run_db(start_payment, identity, command)
+    if not isinstance(started, services.AuthorizationStep):
+        return started  # refused before the acquirer: an error body
+    try:
+        result = await services.payment_authorization_send_async(started)
+        return await run_db(finish_payment, command, started, result)
+    except Exception:
+        # After the acquirer was asked, a failure of ours hides its answer: the
+        # card may be charged, so the answer is "unknown" (the resolver settles it).
+        logger.exception("terminal payment failed after the acquirer call terminal=%s", identity.terminal_id)
+        return protocol.outcome_unknown_body("internal error", started.transaction.pk)
+
+
+def start_payment(
+    identity: TerminalIdentity, command: protocol.PaymentCommand
+) -> services.AuthorizationStep | dict[str, Any]:
+    """The payment's database phase: token, rules, the attempt committed as processing."""
+    _connection_ready()
+    try:
+        terminal_touch(pk=identity.pk)
+        return services.payment_sale_start(
             terminal_pk=identity.pk,
             token=command.token,
             method=command.method,
@@ -76,19 +119,30 @@ def execute(identity: TerminalIdentity, command: protocol.TokenCommand | protoco
             pin=command.pin,
             check_number=command.check_number,
         )
-        return protocol.payment_body(
-            token=command.token,
-            method=command.method,
-            transaction=txn.pk,
-            amount=txn.amount,
-            card_type=command.card_type,
-            masked_card=cards.mask_pan(command.card_number) if command.card_number else "",
-            check_number=txn.check_number,
-        )
     except PaymentError as exc:
         return protocol.error_for(exc)
     except Exception:
-        # Never let one request take the connection (or the listener) down;
-        # the message carries no request data, so no card data reaches the log.
-        logger.exception("terminal request failed terminal=%s", identity.terminal_id)
+        # Nothing was sent to the acquirer: nothing can have been charged.
+        logger.exception("terminal payment failed before the acquirer call terminal=%s", identity.terminal_id)
         return protocol.error_body(111, "Declined internal error")
+
+
+def finish_payment(
+    command: protocol.PaymentCommand, step: services.AuthorizationStep, result: AcquirerResult
+) -> dict[str, Any]:
+    """The payment's recording phase: the acquirer's answer and its event."""
+    _connection_ready()
+    try:
+        txn = services.payment_authorization_record(step, result)
+    except PaymentError as exc:
+        return protocol.error_for(exc)
+    return protocol.payment_body(
+        token=command.token,
+        method=command.method,
+        transaction=txn.pk,
+        amount=txn.amount,
+        currency=txn.currency,
+        card_type=command.card_type,
+        masked_card=cards.mask_pan(command.card_number) if command.card_number else "",
+        check_number=txn.check_number,
+    )

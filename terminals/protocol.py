@@ -17,7 +17,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import simplejson
 
-from payments import errors
+from payments import cards, errors
+from payments.money import in_currency
 from payments.states import PaymentMethod
 
 # --- Vocabulary ------------------------------------------------------------------------
@@ -62,12 +63,32 @@ class ProtocolError(Exception):
 # --- Requests ---------------------------------------------------------------------------
 
 
-@dataclass
+# Parameters that a repr never shows: the card number masked, the others hidden.
+_HIDDEN_PARAMETERS = frozenset({"pin", "cvv", "secret"})
+
+
+def _shown(name: str, value: Any) -> Any:
+    if name == "card_number":
+        return cards.mask_untrusted(value)
+    if name in _HIDDEN_PARAMETERS:
+        return "***"
+    return value
+
+
+@dataclass(repr=False)
 class Request:
     path: str
     parameters: dict[str, Any] = field(default_factory=dict)
     id: Any = None
     has_id: bool = False
+
+    def __repr__(self) -> str:
+        # Reprs reach tracebacks and debug logs: no card number, PIN or secret.
+        parameters = (
+            {name: _shown(str(name), value) for name, value in self.parameters.items()}
+            if isinstance(self.parameters, dict) else "<not an object>"
+        )
+        return f"Request(path={self.path!r}, parameters={parameters!r}, id={self.id!r}, has_id={self.has_id!r})"
 
 
 def decode_json(data: bytes | str) -> Any:
@@ -144,7 +165,7 @@ class TokenCommand:
     try_count: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class PaymentCommand:
     """A payment request with the presence and types of its parameters checked.
 
@@ -161,11 +182,19 @@ class PaymentCommand:
     pin: str | None = None
     check_number: str | None = None
 
+    def __repr__(self) -> str:
+        card = None if self.card_number is None else cards.mask_untrusted(self.card_number)
+        pin = None if self.pin is None else "***"
+        return (
+            f"PaymentCommand(method={self.method!r}, token={self.token!r}, amount={self.amount!r}, "
+            f"card_type={self.card_type!r}, card_number={card!r}, pin={pin!r}, check_number={self.check_number!r})"
+        )
+
 
 @dataclass(frozen=True)
 class AuthCommand:
     terminal_id: str
-    secret: str
+    secret: str = field(repr=False)
 
 
 def _string(parameters: dict[str, Any], name: str) -> str:
@@ -277,9 +306,21 @@ def error_for(exc: errors.PaymentError) -> dict[str, Any]:
         return error_body(108, "Max try")
     if isinstance(exc, errors.InvalidAmount):
         return error_body(109, "Invalid amount")
+    if isinstance(exc, errors.PaymentOutcomeUnknown):
+        return outcome_unknown_body(exc.reason, exc.transaction_id)
     if isinstance(exc, (errors.Declined, errors.AcquirerFailure)):
         return error_body(111, f"Declined {exc.reason}")
+    if isinstance(exc, (errors.LimitsNotConfigured, errors.UnsupportedCurrency)):
+        # The gateway's configuration, not the card: "Declined no card limits configured for USD (VISA)".
+        return error_body(111, f"Declined {exc.message}")
     return error_body(111, "Declined internal error")
+
+
+def outcome_unknown_body(reason: str, transaction: int | None) -> dict[str, Any]:
+    """111 for a payment whose outcome is unknown: the card may have been charged,
+    so it must not read "Declined" (docs/terminal.md says what the cashier does)."""
+    number = f" (transaction {transaction})" if transaction is not None else ""
+    return error_body(111, f"Outcome unknown: {reason}{number}; do not pay again, the gateway settles it")
 
 
 def http_status_for(body: dict[str, Any]) -> int:
@@ -308,6 +349,7 @@ def payment_body(
     method: PaymentMethod,
     transaction: int,
     amount: Decimal,
+    currency: str,
     card_type: str = "",
     masked_card: str = "",
     check_number: str = "",
@@ -319,7 +361,8 @@ def payment_body(
         body["card_type"] = card_type
         body["card_number"] = masked_card
     body["transaction"] = transaction
-    body["amount"] = amount
+    # A JSON number with the currency's decimals: 500.00 EUR, 1200 JPY.
+    body["amount"] = in_currency(amount, currency)
     return body
 
 

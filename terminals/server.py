@@ -1,150 +1,164 @@
-"""The terminal listener: asyncio TCP server speaking JSON lines and HTTP/1.1 on one port.
+"""The terminal door: JSON lines and HTTP/1.1 on one port, on the listener foundation.
 
-Each connection picks its framing from its first bytes (``{`` → JSON lines,
-an HTTP method → HTTP, parsed by h11). Requests on one connection are
-answered in order. Database work runs in a small pool of threads, each
-with its own persistent connection (``sync_to_async`` with a dedicated
-executor), so the event loop never blocks on PostgreSQL.
+The foundation (``listeners``) accepts, caps connections overall and per
+source address, times out idle, slow and unidentified connections, bounds
+what each connection buffers, drains on SIGTERM and runs the processes
+sharing the port. This module keeps only what is the terminal's:
 
-Robustness (shared/contracts/terminal.md, "Malformed input"):
+- its framing, chosen per connection from the first bytes (``{`` → JSON
+  lines, an HTTP method → HTTP parsed by h11; ``terminals.framing``);
+- its handlers: who the terminal is (``/auth``, HTTP Basic, or its source
+  address) and the request's database work (``terminals.handlers``), run in
+  a small pool of threads, each with its own persistent connection
+  (``sync_to_async`` with a dedicated executor), so the event loop never
+  blocks on PostgreSQL.
+
+Requests on one connection are answered in order. The contract's rules for
+malformed input (shared/contracts/terminal.md, "Malformed input"):
 - a JSON line that is not an object with a string ``path`` is ignored and
   counted; 3 in a row, or a line over the frame limit, close the connection;
-- HTTP requests h11 rejects get 400 and the connection is closed;
-- a connection idle longer than the idle timeout, or taking longer than the
-  request timeout to send one request, is closed;
-- connections over the cap are closed at once;
-- SIGTERM: stop accepting, let requests in flight finish, close, exit 0.
-
-Scaling across cores: ``serve(workers=N)`` forks N processes that each bind
-the port with ``SO_REUSEPORT``; the kernel spreads connections over them.
+- HTTP requests h11 rejects get 400 and the connection is closed.
+And against unidentified connections (issue 7, item 12): any 110 answer
+closes the connection, and a connection must identify its terminal within
+``TERMINAL_IDENTIFY_TIMEOUT_SECONDS`` of connecting.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import socket
-import sys
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import h11
-from http import HTTPStatus
 from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.db import connections
 
+from listeners import Connection, Counters, Door, FrameTooLarge, LineFramer, Listener, ListenerConfig, supervisor
+
 from . import handlers, protocol
+from .framing import CONTINUE, HttpError, HttpFramer, framing_for
 from .services import TerminalIdentity
 
 logger = logging.getLogger("terminals.server")
 
-HTTP_METHOD_PREFIXES = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ")
 MAX_CONSECUTIVE_MALFORMED = 3
 
 
-@dataclass
-class ListenerConfig:
+@dataclass(frozen=True)
+class TerminalConfig:
     idle_timeout: float = 300.0
     request_timeout: float = 30.0
     max_connections: int = 10000
+    max_connections_per_address: int = 256
+    identify_timeout: float | None = 10.0
     max_frame_bytes: int = 64 * 1024
+    max_buffered_bytes: int = 256 * 1024
     db_threads: int = 8
     drain_seconds: float = 10.0
+    counters_log_seconds: float = 60.0
 
     @classmethod
-    def from_settings(cls) -> ListenerConfig:
+    def from_settings(cls) -> TerminalConfig:
         return cls(
             idle_timeout=settings.TERMINAL_IDLE_TIMEOUT_SECONDS,
             request_timeout=settings.TERMINAL_REQUEST_TIMEOUT_SECONDS,
             max_connections=settings.TERMINAL_MAX_CONNECTIONS,
+            max_connections_per_address=settings.TERMINAL_MAX_CONNECTIONS_PER_ADDRESS,
+            identify_timeout=settings.TERMINAL_IDENTIFY_TIMEOUT_SECONDS or None,
             max_frame_bytes=settings.TERMINAL_MAX_FRAME_BYTES,
+            max_buffered_bytes=settings.TERMINAL_MAX_BUFFERED_BYTES,
             db_threads=settings.TERMINAL_DB_THREADS,
             drain_seconds=settings.TERMINAL_DRAIN_SECONDS,
+            counters_log_seconds=settings.TERMINAL_COUNTERS_LOG_SECONDS,
+        )
+
+    def limits(self) -> ListenerConfig:
+        return ListenerConfig(
+            idle_timeout=self.idle_timeout,
+            request_timeout=self.request_timeout,
+            handshake_timeout=self.identify_timeout,
+            max_connections=self.max_connections,
+            max_connections_per_address=self.max_connections_per_address,
+            # A whole frame must fit, whatever else is buffered behind it.
+            max_buffered_bytes=max(self.max_buffered_bytes, 2 * self.max_frame_bytes + 1024),
+            drain_seconds=self.drain_seconds,
+            counters_log_seconds=self.counters_log_seconds,
         )
 
 
 @dataclass
-class Counters:
-    """What the listener has seen; logged at shutdown, read by tests."""
+class TerminalCounters(Counters):
+    """The foundation's counters and the terminal door's own."""
 
-    connections: int = 0
-    rejected_over_cap: int = 0
     requests: int = 0
     malformed_lines: int = 0
     oversized_frames: int = 0
-    timeouts: int = 0
     http_errors: int = 0
+    unidentified_closed: int = 0  # connections closed after answering 110
 
 
-class _Closed(Exception):
-    """The peer went away, or we decided to close."""
+class _Terminal:
+    """Per-connection state of the terminal door (``Connection.state``)."""
+
+    __slots__ = ("link", "peer_ip", "_identity", "identified", "basic_cache")
+
+    def __init__(self, link: Connection) -> None:
+        self.link = link
+        self.peer_ip = link.peer_ip
+        self._identity: TerminalIdentity | None = None
+        self.identified = False  # address identification was attempted
+        self.basic_cache: dict[str, TerminalIdentity | None] = {}
+
+    @property
+    def identity(self) -> TerminalIdentity | None:
+        return self._identity
+
+    @identity.setter
+    def identity(self, value: TerminalIdentity | None) -> None:
+        self._identity = value
+        if value is not None:
+            self.link.mark_identified()  # the identify timeout no longer applies
+            self.link.label = value.terminal_id
 
 
-@dataclass(eq=False)  # hashed by identity: kept in a set of live connections
-class _Connection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    peer_ip: str
-    buffer: bytearray = field(default_factory=bytearray)
-    identity: TerminalIdentity | None = None
-    identified: bool = False  # address identification was attempted
-    basic_cache: dict[str, TerminalIdentity | None] = field(default_factory=dict)
-    busy: bool = False
+class TerminalListener(Door):
+    name = "terminal"
 
-
-class TerminalListener:
-    def __init__(self, config: ListenerConfig | None = None) -> None:
-        self.config = config or ListenerConfig.from_settings()
-        self.counters = Counters()
+    def __init__(self, config: TerminalConfig | None = None) -> None:
+        self.config = config or TerminalConfig.from_settings()
+        self.counters = TerminalCounters()
+        self.listener = Listener(self, self.config.limits(), counters=self.counters, name=self.name)
         self._executor = ThreadPoolExecutor(max_workers=self.config.db_threads, thread_name_prefix="terminal-db")
-        self._server: asyncio.base_events.Server | None = None
-        self._connections: set[_Connection] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._stopping = False
-        self.sockets: list[socket.socket] = []
 
-    # --- database calls, off the event loop ---------------------------------------
+    # --- database calls, off the event loop ---------------------------------------------
 
     async def _db(self, func: Callable[..., Any], *args: Any) -> Any:
         return await SyncToAsync(func, thread_sensitive=False, executor=self._executor)(*args)
 
-    # --- lifecycle ----------------------------------------------------------------
+    # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None) -> None:
-        if sock is not None:
-            self._server = await asyncio.start_server(self._accept, sock=sock, limit=self.config.max_frame_bytes)
-        else:
-            self._server = await asyncio.start_server(
-                self._accept, host=host, port=port, limit=self.config.max_frame_bytes, backlog=4096
-            )
-        self.sockets = list(self._server.sockets)
+        await self.listener.start(host, port, sock=sock)
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return self.listener.sockets
 
     @property
     def port(self) -> int:
-        return self.sockets[0].getsockname()[1]
+        return self.listener.port
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to the drain time), close the rest."""
-        self._stopping = True
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self._connections):
-            if not conn.busy:
-                conn.writer.close()
-        if self._tasks:
-            done, pending = await asyncio.wait(set(self._tasks), timeout=self.config.drain_seconds)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=1)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await self.listener.stop()
+
+    async def stopped(self) -> None:
         # Each database thread closes its own connection (Django's are per thread):
         # one task per thread, held apart by a barrier.
         barrier = threading.Barrier(self.config.db_threads)
@@ -154,85 +168,29 @@ class TerminalListener:
             for _ in range(self.config.db_threads)
         ))
         self._executor.shutdown(wait=True)
-        logger.info("terminal listener stopped %s", self.counters)
 
-    # --- connections --------------------------------------------------------------
+    # --- a connection -------------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._stopping or len(self._connections) >= self.config.max_connections:
-            self.counters.rejected_over_cap += 1
-            if self.counters.rejected_over_cap % 100 == 1:
-                logger.warning("connection cap %d reached: closing new connections", self.config.max_connections)
-            writer.close()
-            return
-        peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
-        conn = _Connection(reader, writer, peer_ip=str(peer[0]))
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.counters.connections += 1
-        self._connections.add(conn)
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            if not await self._read_more(conn, idle=True):
-                return
-            if await self._looks_like_http(conn):
-                await self._serve_http(conn)
-            else:
-                await self._serve_json_lines(conn)
-        except _Closed:
-            pass
-        except (ConnectionError, OSError):
-            pass
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            logger.exception("terminal connection from %s failed", conn.peer_ip)
-        finally:
-            self._connections.discard(conn)
-            if task is not None:
-                self._tasks.discard(task)
-            _close(writer, grace=self.config.request_timeout)
-
-    async def _looks_like_http(self, conn: _Connection) -> bool:
-        """Choose the framing from the first bytes: an HTTP method and a space, or not."""
-        deadline = asyncio.get_running_loop().time() + self.config.request_timeout
+    async def serve(self, link: Connection) -> None:
+        conn = _Terminal(link)
+        link.state = conn
+        link.label = "unidentified"
+        deadline: float | None = None
         while True:
-            head = bytes(conn.buffer[:8]).lstrip()
-            if head.startswith(HTTP_METHOD_PREFIXES):
-                return True
-            # Still a possible method name (e.g. "PO" of a "POST" cut by TCP): wait for more.
-            if len(conn.buffer) < 8 and head.isalpha() and head.isupper():
-                if not await self._read_more(conn, idle=False, deadline=deadline):
-                    return False
-                continue
-            return False
-
-    async def _read_more(self, conn: _Connection, *, idle: bool, deadline: float | None = None) -> bool:
-        """Append what arrives to the buffer; False at end of stream.
-
-        ``idle``: waiting for a new request (idle timeout); otherwise inside
-        one, which must be complete by ``deadline`` (request timeout).
-        """
-        loop = asyncio.get_running_loop()
-        if idle:
-            timeout = self.config.idle_timeout
+            if link.buffer:
+                kind = framing_for(bytes(link.buffer[:16]))
+                if kind is not None:
+                    break
+                if deadline is None:
+                    deadline = link.request_deadline()  # a request has begun
+            if not await link.receive(deadline):
+                return
+        if kind == "http":
+            await self._serve_http(conn)
         else:
-            timeout = max(0.0, (deadline or loop.time()) - loop.time())
-        try:
-            async with asyncio.timeout(timeout):
-                data = await conn.reader.read(65536)
-        except TimeoutError:
-            self.counters.timeouts += 1
-            raise _Closed() from None
-        if not data:
-            return False
-        conn.buffer += data
-        return True
+            await self._serve_json_lines(conn)
 
-    async def _identity(self, conn: _Connection) -> TerminalIdentity | None:
+    async def _identity(self, conn: _Terminal) -> TerminalIdentity | None:
         if conn.identity is None and not conn.identified:
             conn.identified = True
             conn.identity = await self._db(handlers.identify, conn.peer_ip)
@@ -248,45 +206,28 @@ class TerminalListener:
             return protocol.error_body(protocol.E_INVALID_REQUEST, f"Invalid request: {exc.detail}"), request
         if identity is None:
             return protocol.error_body(protocol.E_NOT_AUTHORIZED, "Terminal not authorized"), request
-        assert not isinstance(command, protocol.AuthCommand)
+        if isinstance(command, protocol.PaymentCommand):
+            # Database, acquirer and recording phases: no database thread waits for the acquirer.
+            return await handlers.pay(self._db, identity, command), request
+        if not isinstance(command, protocol.TokenCommand):  # /auth is the connection's, answered before
+            raise TypeError(f"{type(command).__name__} is not a terminal request")
         return await self._db(handlers.execute, identity, command), request
 
-    # --- JSON lines -----------------------------------------------------------------
+    # --- JSON lines -----------------------------------------------------------------------
 
-    async def _serve_json_lines(self, conn: _Connection) -> None:
+    async def _serve_json_lines(self, conn: _Terminal) -> None:
+        link = conn.link
+        framer = LineFramer(self.config.max_frame_bytes)
         malformed = 0
-        loop = asyncio.get_running_loop()
-        request_started: float | None = None
         while True:
-            newline = conn.buffer.find(b"\n")
-            if newline < 0:
-                if len(conn.buffer) > self.config.max_frame_bytes:
-                    self.counters.oversized_frames += 1
-                    logger.warning("terminal %s: line over %d bytes, closing", conn.peer_ip, self.config.max_frame_bytes)
-                    return
-                if self._stopping:
-                    return
-                if conn.buffer.strip():
-                    if request_started is None:
-                        request_started = loop.time()
-                    more = await self._read_more(
-                        conn, idle=False, deadline=request_started + self.config.request_timeout
-                    )
-                else:
-                    conn.buffer.clear()
-                    request_started = None
-                    more = await self._read_more(conn, idle=True)
-                if not more:
-                    return
-                continue
-            line = bytes(conn.buffer[:newline])
-            del conn.buffer[: newline + 1]
-            request_started = loop.time() if conn.buffer.strip() else None
-            if len(line) > self.config.max_frame_bytes:
+            try:
+                line = await link.next_frame(framer)
+            except FrameTooLarge:
                 self.counters.oversized_frames += 1
+                logger.warning("terminal %s: line over %d bytes, closing", conn.peer_ip, self.config.max_frame_bytes)
                 return
-            if not line.strip():
-                continue
+            if line is None:
+                return
             request = protocol.parse_json_line(line)
             if request is None:
                 malformed += 1
@@ -296,16 +237,15 @@ class TerminalListener:
                     return
                 continue
             malformed = 0
-            conn.busy = True
-            try:
-                close_after = await self._answer_line(conn, request)
-            finally:
-                conn.busy = False
-            if close_after or self._stopping:
+            close_after = await self._answer_line(conn, request)
+            if close_after:
+                self.counters.unidentified_closed += 1
+                return
+            if link.closing:
                 return
 
-    async def _answer_line(self, conn: _Connection, request: protocol.Request) -> bool:
-        """Answer one JSON-lines request; True when the connection must close."""
+    async def _answer_line(self, conn: _Terminal, request: protocol.Request) -> bool:
+        """Answer one JSON-lines request; True when the connection must close (after any 110)."""
         if request.path == protocol.PATH_AUTH:
             self.counters.requests += 1
             try:
@@ -313,8 +253,10 @@ class TerminalListener:
             except protocol.ProtocolError:
                 identity = None
             else:
-                assert isinstance(command, protocol.AuthCommand)
-                identity = await self._db(handlers.authenticate, command.terminal_id, command.secret, conn.peer_ip)
+                identity = (
+                    await self._db(handlers.authenticate, command.terminal_id, command.secret, conn.peer_ip)
+                    if isinstance(command, protocol.AuthCommand) else None
+                )
             if identity is None:
                 await self._write(conn, protocol.encode_line(
                     protocol.error_body(protocol.E_NOT_AUTHORIZED, "Terminal not authorized"), request))
@@ -326,92 +268,44 @@ class TerminalListener:
         identity = await self._identity(conn)
         body, _ = await self._execute(identity, request)
         await self._write(conn, protocol.encode_line(body, request))
-        return False
+        return body.get("error_code") == protocol.E_NOT_AUTHORIZED
 
-    async def _write(self, conn: _Connection, data: bytes) -> None:
-        conn.writer.write(data)
-        # Never hang on a peer that does not read: drain within the request timeout.
-        try:
-            async with asyncio.timeout(self.config.request_timeout):
-                await conn.writer.drain()
-        except TimeoutError:
-            self.counters.timeouts += 1
-            # close() would wait, forever, to flush what this peer does not read.
-            conn.writer.transport.abort()
-            raise _Closed() from None
+    async def _write(self, conn: _Terminal, data: bytes) -> None:
+        # Never hangs on a peer that does not read: the foundation cuts it after the request timeout.
+        await conn.link.send(data)
 
-    # --- HTTP/1.1 ---------------------------------------------------------------------
+    # --- HTTP/1.1 -------------------------------------------------------------------------
 
-    async def _serve_http(self, conn: _Connection) -> None:
-        h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.config.max_frame_bytes)
-        # Whatever was read while choosing the framing goes to h11 first.
-        h.receive_data(bytes(conn.buffer))
-        conn.buffer.clear()
+    async def _serve_http(self, conn: _Terminal) -> None:
+        link = conn.link
+        framer = HttpFramer(self.config.max_frame_bytes)
+        h = framer.h
         while True:
-            try:
-                event, body = await self._http_next_request(conn, h)
-            except h11.RemoteProtocolError as exc:
+            frame = await link.next_frame(framer)
+            if frame is None:
+                return
+            if frame is CONTINUE:
+                await self._write(conn, h.send(h11.InformationalResponse(status_code=100, headers=[])))
+                continue
+            if isinstance(frame, HttpError):
                 self.counters.http_errors += 1
                 # The contract: malformed requests (whatever h11's hint: 413, 431,
                 # 501...) get 400 and error 100, then the connection is closed.
-                await self._http_fail(conn, h, 400, f"Invalid request: {exc}")
+                await self._http_fail(conn, h, 400, frame.message)
                 return
-            if event is None:
+            not_authorized = await self._http_answer(conn, h, frame.event, frame.body)
+            if not_authorized:
+                self.counters.unidentified_closed += 1
                 return
-            conn.busy = True
-            try:
-                await self._http_answer(conn, h, event, body)
-            finally:
-                conn.busy = False
-            if h.our_state is h11.MUST_CLOSE or self._stopping:
+            if h.our_state is h11.MUST_CLOSE or link.closing:
                 return
             try:
                 h.start_next_cycle()
             except h11.LocalProtocolError:
                 return
 
-    async def _http_next_request(self, conn: _Connection, h: h11.Connection) -> tuple[h11.Request | None, bytes]:
-        """The next request and its body, or (None, b"") when the peer is done."""
-        loop = asyncio.get_running_loop()
-        started: float | None = loop.time() if h.trailing_data[0] else None
-        request: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = h.next_event()
-            if event is h11.NEED_DATA:
-                if h.they_are_waiting_for_100_continue:
-                    await self._write(conn, h.send(h11.InformationalResponse(status_code=100, headers=[])))
-                idle = request is None and not h.trailing_data[0]
-                if idle and self._stopping:
-                    return None, b""
-                if not idle and started is None:
-                    started = loop.time()
-                got = await self._read_more(
-                    conn, idle=idle, deadline=(started or loop.time()) + self.config.request_timeout
-                )
-                if idle and got:
-                    started = loop.time()
-                h.receive_data(bytes(conn.buffer) if got else b"")
-                conn.buffer.clear()
-                if not got and request is None and not h.trailing_data[0]:
-                    return None, b""
-            elif isinstance(event, h11.Request):
-                # h11's own limit depends on how the bytes were cut by TCP; the
-                # frame limit applies to a request head whatever the chunking.
-                head = len(event.target) + sum(len(name) + len(value) + 4 for name, value in event.headers)
-                if head > self.config.max_frame_bytes:
-                    raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > self.config.max_frame_bytes:
-                    raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
-            elif isinstance(event, h11.EndOfMessage):
-                return request, bytes(body)
-            else:  # ConnectionClosed, or nothing else h11 yields to a server
-                return None, b""
-
-    async def _http_answer(self, conn: _Connection, h: h11.Connection, event: h11.Request, body: bytes) -> None:
+    async def _http_answer(self, conn: _Terminal, h: h11.Connection, event: h11.Request, body: bytes) -> bool:
+        """Answer one HTTP request; True when it was a 110 (401): the connection then closes."""
         method = event.method.decode("ascii", "replace").upper()
         target = event.target.decode("utf-8", "replace")
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in event.headers}
@@ -420,12 +314,12 @@ class TerminalListener:
             await self._http_send(conn, h, 400, protocol.error_body(
                 protocol.E_INVALID_REQUEST, f"Invalid request: method {method[:16]} not allowed"),
                 [(b"allow", b"GET, POST")], head=method == "HEAD")
-            return
+            return False
         try:
             request = protocol.request_from_http(method, target, headers.get("content-type", ""), body)
         except protocol.ProtocolError as exc:
             await self._http_send(conn, h, 400, protocol.error_body(protocol.E_INVALID_REQUEST, f"Invalid request: {exc.detail}"))
-            return
+            return False
         authorization = headers.get("authorization")
         if authorization is not None:
             if authorization not in conn.basic_cache:
@@ -436,6 +330,8 @@ class TerminalListener:
                     if credentials else None
                 )
             identity = conn.basic_cache[authorization]
+            if identity is not None:
+                conn.link.mark_identified()
         else:
             identity = await self._identity(conn)
         if request.path == protocol.PATH_AUTH:
@@ -446,11 +342,13 @@ class TerminalListener:
             )
         else:
             response, _ = await self._execute(identity, request)
-        extra = [(b"www-authenticate", b'Basic realm="terminal"')] if response.get("error_code") == protocol.E_NOT_AUTHORIZED else []
+        not_authorized = response.get("error_code") == protocol.E_NOT_AUTHORIZED
+        extra = [(b"www-authenticate", b'Basic realm="terminal"'), (b"connection", b"close")] if not_authorized else []
         await self._http_send(conn, h, protocol.http_status_for(response), response, extra)
+        return not_authorized
 
     async def _http_send(
-        self, conn: _Connection, h: h11.Connection, status: int, body: dict[str, Any],
+        self, conn: _Terminal, h: h11.Connection, status: int, body: dict[str, Any],
         extra_headers: list[tuple[bytes, bytes]] | None = None, *, head: bool = False,
     ) -> None:
         """Send one JSON response (``head``: headers only, as h11 requires for HEAD)."""
@@ -460,7 +358,7 @@ class TerminalListener:
             (b"content-length", str(len(payload)).encode()),
             *(extra_headers or []),
         ]
-        if self._stopping:
+        if conn.link.closing and (b"connection", b"close") not in headers:
             headers.append((b"connection", b"close"))
         data = h.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
         if not head:
@@ -468,7 +366,7 @@ class TerminalListener:
         data += h.send(h11.EndOfMessage())
         await self._write(conn, data)
 
-    async def _http_fail(self, conn: _Connection, h: h11.Connection, status: int, message: str) -> None:
+    async def _http_fail(self, conn: _Terminal, h: h11.Connection, status: int, message: str) -> None:
         """Answer a request h11 could not parse, then close."""
         if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
@@ -490,15 +388,6 @@ class TerminalListener:
         await self._write(conn, data)
 
 
-def _close(writer: asyncio.StreamWriter, *, grace: float) -> None:
-    """Close after flushing the last answer, but never wait longer than ``grace`` for a
-    peer that does not read (``close()`` alone keeps the socket until it does)."""
-    transport = writer.transport
-    writer.close()
-    if transport.get_write_buffer_size():
-        asyncio.get_running_loop().call_later(grace, transport.abort)
-
-
 def _reason(status: int) -> bytes:
     try:
         return HTTPStatus(status).phrase.encode()
@@ -515,49 +404,13 @@ def _close_db_connection(barrier: threading.Barrier | None = None) -> None:
             pass
 
 
-# --- Process management ------------------------------------------------------------------
+# --- Processes ------------------------------------------------------------------------------
 
 
-def _raise_fd_limit() -> None:
-    """Thousands of idle terminals need as many file descriptors."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft < hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ImportError, ValueError, OSError):  # pragma: no cover - platform dependent
-        pass
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is in requirements on Linux
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop
-
-
-def _bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
-
-
-async def _run_one(sock: socket.socket, on_ready: Callable[[TerminalListener], None]) -> None:
+async def _worker(sockets: list[socket.socket], ready: Callable[[], None], stop: asyncio.Event) -> None:
     listener = TerminalListener()
-    sock.listen(4096)
-    sock.setblocking(False)
-    await listener.start(sock=sock)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    on_ready(listener)
+    await listener.start(sock=sockets[0])
+    ready()
     await stop.wait()
     await listener.stop()
 
@@ -565,94 +418,16 @@ async def _run_one(sock: socket.socket, on_ready: Callable[[TerminalListener], N
 def serve(host: str, port: int, *, workers: int = 1, announce: Callable[[str], None] = print) -> int:
     """Run the listener until SIGTERM/SIGINT; return the exit status.
 
-    With ``workers > 1`` the parent reserves the port, forks the workers
-    (each binds it with SO_REUSEPORT), announces when all listen, forwards
-    signals and restarts a worker that dies.
+    ``workers > 1``: that many processes share the port (``listeners.supervisor``).
     """
-    _raise_fd_limit()
+    config = TerminalConfig.from_settings()
     connections.close_all()  # never carry a database connection across fork
-    if workers <= 1:
-        sock = _bind(host, port, reuse_port=False)
-        bound_host, bound_port = sock.getsockname()[:2]
 
-        def ready(_: TerminalListener) -> None:
-            announce(f"listening on {bound_host}:{bound_port}")
+    def ready(bound: list[tuple[str, int]], count: int) -> None:
+        bound_host, bound_port = bound[0]
+        announce(f"listening on {bound_host}:{bound_port}" + (f" ({count} workers)" if count > 1 else ""))
 
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_run_one(sock, ready))
-        return 0
-
-    reserve = _bind(host, port, reuse_port=True)
-    bound_host, bound_port = reserve.getsockname()[:2]
-    ready_r, ready_w = os.pipe()
-    children: dict[int, int] = {}
-    stopping = False
-
-    def spawn(index: int) -> int:
-        pid = os.fork()
-        if pid == 0:  # child
-            os.close(ready_r)
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, signal.SIG_DFL)
-            code = 0
-            try:
-                sock = _bind(bound_host, bound_port, reuse_port=True)
-
-                def ready(_: TerminalListener) -> None:
-                    try:
-                        os.write(ready_w, b"r")
-                    except OSError:  # a restarted worker: nobody waits for it
-                        pass
-
-                with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-                    runner.run(_run_one(sock, ready))
-            except BaseException:  # noqa: BLE001 - report, then leave the child
-                logger.exception("terminal worker %d failed", index)
-                code = 1
-            finally:
-                os._exit(code)
-        children[pid] = index
-        return pid
-
-    def forward(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for index in range(workers):
-        spawn(index)
-    os.close(ready_w)
-    got = 0
-    while got < workers:
-        chunk = os.read(ready_r, workers - got)
-        if not chunk:
-            break
-        got += len(chunk)
-    announce(f"listening on {bound_host}:{bound_port} ({workers} workers)")
-    status = 0
-    while children:
-        try:
-            pid, wait_status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:  # pragma: no cover - PEP 475 retries for us
-            continue
-        index = children.pop(pid, None)
-        code = os.waitstatus_to_exitcode(wait_status)
-        if index is None:
-            continue
-        if stopping:
-            status = status or (code if code > 0 else 0)
-        else:
-            logger.error("terminal worker %d exited with %d; restarting it", index, code)
-            time.sleep(0.5)
-            spawn(index)
-    reserve.close()
-    sys.stdout.flush()
-    return status
+    return supervisor.run(
+        [(host, port)], _worker, workers=workers, announce=ready, before_fork=connections.close_all,
+        stop_timeout=config.drain_seconds + 15, name="terminal",
+    )

@@ -18,13 +18,20 @@ def require_postgres() -> None:
 
 @pytest.fixture
 def shipped_defaults(db):  # type: ignore[no-untyped-def]
-    """The limits and bans the payments migration ships (operations.md), present even
-    after a transactional test flushed the tables: re-run the migration's own code."""
+    """The limits and bans the payments migrations ship (operations.md, and limits for
+    every currency), present even after a transactional test flushed the tables:
+    re-run the migrations' own code (found by name: the numbers may change)."""
     import importlib
+    from pathlib import Path
 
     from django.apps import apps
 
-    importlib.import_module("payments.migrations.0002_default_limits_and_bans").forwards(apps, None)
+    import payments.migrations
+
+    folder = Path(payments.migrations.__file__).parent
+    for suffix in ("_default_limits_and_bans", "_card_limits_for_every_currency"):
+        (found,) = folder.glob(f"[0-9][0-9][0-9][0-9]{suffix}.py")
+        importlib.import_module(f"payments.migrations.{found.stem}").forwards(apps, None)
 
 
 @pytest.fixture
@@ -36,7 +43,8 @@ def terminal(db):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session", autouse=True)
 def _remove_this_runs_embedded_broker():  # type: ignore[no-untyped-def]
-    """The embedded broker's folder of this test run (config/settings/test.py) goes with it."""
+    """The embedded broker's folder and the sandbox ledger of this test run
+    (config/settings/test.py) go with it."""
     yield
     import shutil
     from pathlib import Path
@@ -46,3 +54,39 @@ def _remove_this_runs_embedded_broker():  # type: ignore[no-untyped-def]
     folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("data_folder_in")
     if folder and "broker-test" in str(folder):
         shutil.rmtree(Path(str(folder)).parent, ignore_errors=True)
+    ledger = Path(settings.SANDBOX_ACQUIRER_LEDGER)  # the sandbox acquirer's, of this run
+    if "test-runs" in ledger.parts:
+        shutil.rmtree(ledger.parent, ignore_errors=True)
+
+
+def _transactional(request) -> bool:  # type: ignore[no-untyped-def]
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and marker.kwargs.get("transaction"):
+        return True
+    return bool({"transactional_db", "live_server"} & set(request.fixturenames))
+
+
+@pytest.fixture(autouse=True)
+def _audit_log_emptied_between_tests(request):  # type: ignore[no-untyped-def]
+    """The audit log's triggers refuse DELETE, which is how a transactional
+    test's database is emptied on SQLite (PostgreSQL's TRUNCATE does not fire
+    them): drop them around the emptying, then guard the table again. Set
+    up after the database fixture, so this runs before its flush. For every
+    test that writes audit entries (the back office, and the doors' own
+    back-office pages)."""
+    if not _transactional(request):
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    yield
+    from django.db import connection
+
+    from backoffice import append_only
+
+    if connection.vendor == "sqlite":
+        append_only.uninstall(connection)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {append_only.TABLE}")
+        finally:
+            append_only.install(connection)

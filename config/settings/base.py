@@ -2,7 +2,7 @@
 
 One base module (cookiecutter-django's layout): ``dev`` adds generated
 secrets and DEBUG, ``production`` refuses to start without its secrets.
-The variables are those of ``shared/contracts/operations.md``.
+Every variable is listed in ``docs/settings.md``.
 """
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ INSTALLED_APPS = [
     "merchants",
     "terminals",
     "payments",
+    "payments.iotp",  # IOTP session records (the IOTP door, payments/doors/iotp)
+    "backoffice",  # after django.contrib.auth: it re-registers the user and group admins
     "setgateway",
 ]
 
@@ -81,6 +83,16 @@ def _database(url: str) -> dict:
         # Health-check a persistent connection before reuse: listeners keep
         # one connection per worker thread for hours.
         db["CONN_HEALTH_CHECKS"] = True
+        # Server-side prepared statements (docs/benchmarks.md: half of PostgreSQL's
+        # CPU per terminal payment was parsing and planning): PostgreSQL binds the
+        # parameters, and a statement run twice on a connection is prepared. Not
+        # at its first run: Django's migrations send several DDL commands in one
+        # string, which cannot be prepared. Turn off behind a pooler that cannot
+        # keep prepared statements (PgBouncer < 1.21 in transaction mode).
+        if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+            db["OPTIONS"].update(
+                server_side_binding=True, prepare_threshold=env.int("DATABASE_PREPARE_THRESHOLD", default=1)
+            )
     db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     return db
 
@@ -110,6 +122,17 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Acquirer connector: dotted path of a payments.acquirers.base.Acquirer.
 PAYMENTS_ACQUIRER = env.str("PAYMENTS_ACQUIRER", default="payments.acquirers.sandbox.SandboxAcquirer")
 PAYMENTS_ALLOW_PRIVATE_CALLBACKS = env.bool("PAYMENTS_ALLOW_PRIVATE_CALLBACKS", default=False)
+
+# --- Behind a proxy (docs/operations.md) -------------------------------------
+# Reverse proxies in front of the web app: addresses, networks, or "unix" (a
+# proxy on a Unix socket). Only a request whose direct peer is one of them has
+# its X-Forwarded-For read (right-most entry that is not a trusted proxy);
+# otherwise the caller is REMOTE_ADDR (payments/doors/http.py). A bad entry
+# refuses to start: a typo must not quietly trust nobody, or everybody.
+TRUSTED_PROXIES = [entry.strip() for entry in env.list("TRUSTED_PROXIES", default=[]) if entry.strip()]
+from payments.doors.http import parse_trusted_proxies as _parse_trusted_proxies  # noqa: E402
+
+_parse_trusted_proxies(TRUSTED_PROXIES)
 
 # A repeat of an esipay cid waits this long for the first request's outcome.
 ESIPAY_REPEAT_WAIT_SECONDS = env.float("ESIPAY_REPEAT_WAIT_SECONDS", default=15.0)
@@ -184,7 +207,37 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
-# --- Terminal listener (shared/contracts/terminal.md) -----------------------
+# --- Acquirer calls and unknown outcomes (docs/decisions.md) -------------------
+# Every acquirer call runs on a pool of its own (threads per process) and is
+# waited for this long; after that its outcome is unknown: the transaction
+# stays processing, holding its token and merchant reference, until the
+# resolver settles it.
+ACQUIRER_TIMEOUT_SECONDS = env.float("ACQUIRER_TIMEOUT_SECONDS", default=10.0)
+ACQUIRER_THREADS = env.int("ACQUIRER_THREADS", default=64)
+# The resolver (Celery beat, every PAYMENTS_RESOLVE_SWEEP_SECONDS) takes a
+# transaction processing for longer than this, asks the acquirer what became
+# of it and records that; an approval nobody was told about is reversed. Its
+# lease on a row is OUTBOX_LEASE_SECONDS (the task time limits follow it).
+PAYMENTS_RESOLVE_AFTER_SECONDS = env.float("PAYMENTS_RESOLVE_AFTER_SECONDS", default=60.0)
+PAYMENTS_RESOLVE_SWEEP_SECONDS = env.float("PAYMENTS_RESOLVE_SWEEP_SECONDS", default=30.0)
+PAYMENTS_RESOLVE_BATCH = env.int("PAYMENTS_RESOLVE_BATCH", default=100)
+if PAYMENTS_RESOLVE_AFTER_SECONDS <= ACQUIRER_TIMEOUT_SECONDS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    # A request still waiting for its answer must never be overtaken by the resolver.
+    raise ImproperlyConfigured(
+        "PAYMENTS_RESOLVE_AFTER_SECONDS must be longer than ACQUIRER_TIMEOUT_SECONDS "
+        f"({PAYMENTS_RESOLVE_AFTER_SECONDS:g} <= {ACQUIRER_TIMEOUT_SECONDS:g})"
+    )
+CELERY_BEAT_SCHEDULE["resolve-unknown-outcomes"] = {
+    "task": "payments.tasks.resolve_unknown_outcomes", "schedule": PAYMENTS_RESOLVE_SWEEP_SECONDS,
+}
+# The sandbox acquirer's memory, shared by every process of the machine (so
+# that a worker can ask about an authorization a listener made): an
+# append-only file.
+SANDBOX_ACQUIRER_LEDGER = env.str("SANDBOX_ACQUIRER_LEDGER", default=str(VAR_DIR / "sandbox-acquirer.ledger"))
+
+# --- Terminal listener (docs/terminal.md) -----------------------------------
 TERMINAL_TOKEN_TTL_SECONDS = env.int("TERMINAL_TOKEN_TTL_SECONDS", default=180)
 TERMINAL_IDLE_TIMEOUT_SECONDS = env.float("TERMINAL_IDLE_TIMEOUT_SECONDS", default=300.0)
 TERMINAL_REQUEST_TIMEOUT_SECONDS = env.float("TERMINAL_REQUEST_TIMEOUT_SECONDS", default=30.0)
@@ -193,6 +246,19 @@ TERMINAL_MAX_FRAME_BYTES = env.int("TERMINAL_MAX_FRAME_BYTES", default=64 * 1024
 # Threads (each with its own persistent database connection) per listener process.
 TERMINAL_DB_THREADS = env.int("TERMINAL_DB_THREADS", default=8)
 TERMINAL_DRAIN_SECONDS = env.float("TERMINAL_DRAIN_SECONDS", default=10.0)
+# Against unidentified connections (docs/terminal.md): connections per source
+# address per listener process (0: no cap), and seconds a connection has to
+# identify its terminal (/auth, Basic, or its address) after connecting.
+TERMINAL_MAX_CONNECTIONS_PER_ADDRESS = env.int("TERMINAL_MAX_CONNECTIONS_PER_ADDRESS", default=256)
+TERMINAL_IDENTIFY_TIMEOUT_SECONDS = env.float("TERMINAL_IDENTIFY_TIMEOUT_SECONDS", default=10.0)
+# Unread input and unflushed output kept per connection (each), in bytes.
+TERMINAL_MAX_BUFFERED_BYTES = env.int("TERMINAL_MAX_BUFFERED_BYTES", default=256 * 1024)
+# The listener logs its counters this often when they changed (0: only at shutdown).
+TERMINAL_COUNTERS_LOG_SECONDS = env.float("TERMINAL_COUNTERS_LOG_SECONDS", default=60.0)
+
+# --- Back office (backoffice/) ----------------------------------------------
+# How long a new secret waits, sealed, for its one view after the redirect.
+BACKOFFICE_SHOWN_ONCE_SECONDS = env.int("BACKOFFICE_SHOWN_ONCE_SECONDS", default=300)
 
 LOGGING = {
     "version": 1,
@@ -223,6 +289,54 @@ LOGGING = {
 API_KEY_GRACE_SECONDS = env.int("API_KEY_GRACE_SECONDS", default=24 * 3600)
 # A signed request's timestamp may differ from the gateway's clock by at most this.
 API_SIGNATURE_MAX_SKEW_SECONDS = env.int("API_SIGNATURE_MAX_SKEW_SECONDS", default=300)
+
+# --- IOTP Payment API (POST /iotp: payments/doors/iotp, docs/iotp.md) ---------
+# Requests served at once by one process; one more is answered SystemBusy
+# (TransientError) with MinRetrySecs = IOTP_BUSY_RETRY_SECONDS.
+IOTP_MAX_CONCURRENT_REQUESTS = env.int("IOTP_MAX_CONCURRENT_REQUESTS", default=64)
+IOTP_BUSY_RETRY_SECONDS = env.int("IOTP_BUSY_RETRY_SECONDS", default=5)
+# A challenge of InquireAuthChallenge is valid this long, for one check.
+IOTP_AUTH_CHALLENGE_SECONDS = env.int("IOTP_AUTH_CHALLENGE_SECONDS", default=300)
+# A repeated StartPaymentPaymentHandler waits this long for the first one's outcome.
+IOTP_REPEAT_WAIT_SECONDS = env.float("IOTP_REPEAT_WAIT_SECONDS", default=10.0)
+
+# --- Secure API (shared/contracts/secure-api.md): card-on-file REST, signed + encrypted ----
+INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar", "payments.doors.secure_api"]  # noqa: F405
+REST_FRAMEWORK = {
+    # The secure API's views set their own authentication (PLTOKEN) and answer
+    # every error themselves (9xx, encrypted); nothing else uses DRF yet.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Secure payment API",
+    "VERSION": "1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PUBLIC": True,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # The schema covers the secure API only; its description (signing, the envelope,
+    # the error table) is set by a hook from payments/doors/secure_api/schema.py.
+    "PREPROCESSING_HOOKS": ["payments.doors.secure_api.schema.only_the_secure_api"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "payments.doors.secure_api.schema.describe",
+    ],
+}
+# A held CVV (POST .../paymentinfo/{id}/cvv) can be used once, within this long.
+SECURE_API_CVV_TTL_SECONDS = env.int("SECURE_API_CVV_TTL_SECONDS", default=15 * 60)
+# An Idempotency-Key's first answer is kept (and replayed) this long; orderIDs are kept for good.
+SECURE_API_IDEMPOTENCY_TTL_SECONDS = env.int("SECURE_API_IDEMPOTENCY_TTL_SECONDS", default=24 * 3600)
+# A request still "running" this long after it claimed its key died: a repeat may take over.
+SECURE_API_IDEMPOTENCY_LEASE_SECONDS = env.int("SECURE_API_IDEMPOTENCY_LEASE_SECONDS", default=120)
+# API calls are listed in the back office this long.
+SECURE_API_CALL_LOG_DAYS = env.int("SECURE_API_CALL_LOG_DAYS", default=90)
+CELERY_BEAT_SCHEDULE["prune-secure-api"] = {"task": "secure_api.prune", "schedule": 300.0}
 
 # --- SET gateway (docs/set-gateway.md) ----------------------------------------
 # Timers of the spec: t30 for Greeting/Authenticating, t120 for our Closing.

@@ -1,6 +1,6 @@
 """Production: refuses to start without its secrets and a real database."""
 from .base import *  # noqa: F401,F403
-from .base import env
+from .base import TRUSTED_PROXIES, env
 from .secrets import MissingSecret, require_secret
 
 DEBUG = False
@@ -16,4 +16,7 @@ if not env.str("CELERY_BROKER_URL", default=""):
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Only behind a proxy: without one, any client could send X-Forwarded-Proto
+# and be taken for HTTPS (Django reads the header from whoever sent it).
+if TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

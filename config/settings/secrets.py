@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
+
+from .environment import generated_key_refusal, is_embedded_engine
 
 
 class MissingSecret(RuntimeError):
@@ -34,20 +37,26 @@ def require_secret(name: str) -> str:
     if not value:
         raise MissingSecret(
             f"{name} is not set. Production refuses to start without it: "
-            f"set {name} or {name}_FILE (see README, 'Settings')."
+            f"set {name} or {name}_FILE (see docs/settings.md). "
+            "For development run the dev settings instead: DJANGO_SETTINGS_MODULE=config.settings.dev."
         )
     return value
 
 
-def dev_secret(name: str, var_dir: Path, nbytes: int = 32) -> str:
+def dev_secret(name: str, var_dir: Path, nbytes: int = 32, *, database: Mapping[str, object] | None = None) -> str:
     """The secret from the environment, or one generated once into var/.
 
     Only for development: the file keeps dev data (fingerprints, sessions)
-    valid across restarts without anyone having to configure anything.
+    valid across restarts without anyone having to configure anything. Given
+    ``database``, a server database (not the embedded SQLite) gets no
+    generated key and no key from var/: MissingSecret instead (see
+    config/settings/environment.py for why).
     """
     value = read_secret(name)
     if value:
         return value
+    if database is not None and not is_embedded_engine(str(database.get("ENGINE", ""))):
+        raise MissingSecret(generated_key_refusal(name, database))
     var_dir.mkdir(parents=True, exist_ok=True)
     path = var_dir / f"{name.lower()}.secret"
     if not path.exists():

@@ -1,5 +1,13 @@
-"""Tests: the dev settings with fixed keys and fast password hashing."""
-from .dev import *  # noqa: F401,F403
+"""Tests: the dev settings' defaults with fixed keys and fast password hashing.
+
+Built on ``base``, not ``dev``: the dev settings refuse to generate a master
+key for a server database, and CI runs the tests on PostgreSQL with no key
+configured; the tests' keys are fixed here instead.
+"""
+from .base import *  # noqa: F401,F403
+from .base import env as _env
+
+DEBUG = _env.bool("DJANGO_DEBUG", default=True)
 
 PAYMENTS_MASTER_KEY = "test-master-key-not-for-production-0123456789"
 SECRET_KEY = "test-secret-key-not-for-production"
@@ -20,3 +28,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(_VAR_DIR / "broker-test" / GATEWAY_TEST_RUN)
     make_broker_folders(CELERY_BROKER_TRANSPORT_OPTIONS)
+
+# The sandbox acquirer's ledger of this test run: every test database numbers
+# transactions from 1 again, so a ledger shared with earlier runs would answer
+# an inquiry with another run's payment. Workers and listeners started by the
+# tests share it (same GATEWAY_TEST_RUN).
+SANDBOX_ACQUIRER_LEDGER = str(_VAR_DIR / "test-runs" / GATEWAY_TEST_RUN / "sandbox-acquirer.ledger")

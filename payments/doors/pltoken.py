@@ -31,7 +31,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils.encoding import escape_uri_path
 
-from merchants.credentials import KeyPair, api_key_pairs_valid, api_nonce_remember, merchant_by_app_id
+from merchants.credentials import KeyPair, api_caller_keys, api_nonce_remember
 from merchants.models import Merchant
 
 SCHEME = "PLTOKEN"
@@ -158,10 +158,9 @@ def verify(
 ) -> ApiCaller:
     """The caller who signed this request, or PltokenRefused (998)."""
     header = _parse(authorization)
-    merchant = merchant_by_app_id(header.app_id)
+    merchant, pairs = api_caller_keys(app_id=header.app_id)
     if merchant is None:
         raise PltokenRefused("unknown app_id")
-    pairs = api_key_pairs_valid(merchant=merchant)
     if not pairs:
         raise PltokenRefused("the merchant has no valid API keys", merchant=merchant)
     moment = time.time() if now is None else now

@@ -1,33 +1,41 @@
 """Payments: a terminal's sale with a token, card-not-present authorizations,
 captures, voids, and esipay's payment confirmed by the merchant.
 
-Shape of a payment (``payment_sale_with_token``, ``payment_authorize``):
+Shape of a payment (``payment_sale_with_token``, ``payment_authorize``), in
+three phases that a caller may also run one by one (the terminal listener
+does, so that none of its database threads waits for the acquirer):
 
-1. One database transaction: lock what the payment depends on (the token),
-   apply the gateway's rules (``screening``), and record the attempt: a
-   ``processing`` transaction, or a ``declined`` one with the reason. A
-   failed attempt still commits (it used a token try).
-2. Outside any transaction: ask the acquirer (it may do network I/O).
-3. One conditional UPDATE records the acquirer's answer, with its event.
+1. Database (``payment_sale_start``): one transaction locks what the payment
+   depends on (the token), applies the gateway's rules (``screening``), and
+   records the attempt: a ``processing`` transaction with its operation in
+   flight, or a ``declined`` one with the reason. A failed attempt still
+   commits (it used a token try).
+2. Acquirer (``payment_authorization_send`` / ``..._send_async``): outside
+   any transaction, on the acquirer pool, with a deadline (``acquiring``).
+3. Database (``payment_authorization_record``): one conditional UPDATE
+   records the acquirer's answer, with its event. An answer that is unknown
+   (the deadline passed, the connector cannot tell, the database failed
+   while recording) is recorded as nothing: the row stays ``processing``
+   for the resolver and the caller gets ``PaymentOutcomeUnknown``.
 """
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, connection
+from django.db import DatabaseError, IntegrityError, connection
 from django.db import transaction as db_transaction
 from django.utils import timezone
 
 from merchants.models import Merchant
 
 from .. import cards, outbox
-from ..acquirers.base import AuthorizationRequest, Outcome, get_acquirer
-from ..db import in_transaction
+from ..acquirers.base import AcquirerResult, AuthorizationRequest, Outcome, get_acquirer
 from ..errors import (
     AcquirerFailure,
     AmountExceedsRemaining,
@@ -38,18 +46,28 @@ from ..errors import (
     NotAuthorized,
     PaymentError,
     PaymentInProgress,
+    PaymentOutcomeUnknown,
     TokenInvalid,
     TransactionNotFound,
 )
 from ..models import Transaction
-from ..money import parse_amount
-from ..states import LIVE_STATUSES, Door, EventType, PaymentMethod, TransactionStatus
-from .acquiring import acquirer_call
+from ..money import exponent, parse_amount
+from ..states import LIVE_STATUSES, AcquirerOperation, Door, EventType, PaymentMethod, TransactionStatus
+from .acquiring import acquirer_answer, acquirer_answer_async
 from .screening import ScreenedCard, amount_or_none, screen_card, screen_check
 from .sql import TXN, plain
 from .tokens import token_claim_try
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuthorizationStep:
+    """An authorization committed as ``processing``: what phase 2 sends to the
+    acquirer and phase 3 records. Holds the card number in memory only."""
+
+    transaction: Transaction
+    request: AuthorizationRequest = field(repr=False)
 
 
 def payment_sale_with_token(
@@ -68,7 +86,28 @@ def payment_sale_with_token(
     Returns the captured transaction, or raises the first failed rule. An
     attempt that fails after the token checks is committed as a declined
     transaction (when its amount is valid) and uses one try of the token.
+    The three phases in a row (see the module docstring).
     """
+    step = payment_sale_start(
+        terminal_pk=terminal_pk, token=token, method=method, amount=amount, card_type=card_type,
+        card_number=card_number, pin=pin, check_number=check_number,
+    )
+    return payment_authorization_record(step, payment_authorization_send(step))
+
+
+def payment_sale_start(
+    *,
+    terminal_pk: int,
+    token: object,
+    method: PaymentMethod,
+    amount: object,
+    card_type: str = "",
+    card_number: object = None,
+    pin: object = None,
+    check_number: object = None,
+) -> AuthorizationStep:
+    """Phase 1 of a terminal's sale: the token, the gateway's rules, and the
+    attempt committed as ``processing`` (or as declined, raising its error)."""
     failure: PaymentError | None = None
     pan = ""
     try:
@@ -85,7 +124,7 @@ def payment_sale_with_token(
             try:
                 if method == PaymentMethod.CHECK:
                     txn.check_number, txn.amount = screen_check(
-                        check_number=check_number, amount=amount, token_pk=claimed.pk
+                        check_number=check_number, amount=amount, currency=claimed.currency, token_pk=claimed.pk
                     )
                 else:
                     screened = screen_card(
@@ -93,7 +132,7 @@ def payment_sale_with_token(
                         policy=cards.TERMINAL_PAN,
                         amount=amount,
                         currency=claimed.currency,
-                        brand=card_type,
+                        card_type=card_type,
                         pin=pin,
                         require_pin=method == PaymentMethod.CARD,
                         contactless=method == PaymentMethod.CONTACTLESS,
@@ -102,8 +141,7 @@ def payment_sale_with_token(
                     pan = screened.pan
                     _fill_card(txn, screened)
                     txn.amount = screened.amount
-                txn.status = TransactionStatus.PROCESSING
-                _txn_insert(txn)
+                _txn_insert_processing(txn)
             except TokenInvalid:
                 raise  # not an attempt: rolls back, the try is not used
             except PaymentError as exc:
@@ -117,7 +155,23 @@ def payment_sale_with_token(
         raise
     if failure is not None:
         raise failure
-    return _authorize_with_acquirer(txn, pan=pan, capture=True)
+    return _step(txn, pan=pan, capture=True)
+
+
+def _step(txn: Transaction, *, pan: str, capture: bool, expiry: str = "", cvv: str = "") -> AuthorizationStep:
+    return AuthorizationStep(
+        transaction=txn,
+        request=AuthorizationRequest(
+            transaction_id=txn.pk,
+            amount=txn.amount,
+            currency=txn.currency,
+            capture=capture,
+            pan=pan,
+            check_number=txn.check_number,
+            expiry=expiry,
+            cvv=cvv,
+        ),
+    )
 
 
 
@@ -126,6 +180,13 @@ _SQL_TXN_INSERT = (
     f"INSERT INTO {TXN} ({', '.join(f.column for f in _TXN_FIELDS)}) "
     f"VALUES ({', '.join(['%s'] * len(_TXN_FIELDS))}) RETURNING id"
 )
+
+
+def _txn_insert_processing(txn: Transaction) -> None:
+    """INSERT a transaction whose authorization is about to be sent."""
+    txn.status = TransactionStatus.PROCESSING
+    txn.operation = AcquirerOperation.AUTHORIZE
+    _txn_insert(txn)
 
 
 def _txn_insert(txn: Transaction) -> None:
@@ -170,9 +231,9 @@ def payment_authorize(
         raise
     _fill_card(txn, screened)
     txn.amount = screened.amount
-    txn.status = TransactionStatus.PROCESSING
-    _txn_insert(txn)
-    return _authorize_with_acquirer(txn, pan=screened.pan, capture=capture, expiry=expiry, cvv=cvv)
+    _txn_insert_processing(txn)
+    step = _step(txn, pan=screened.pan, capture=capture, expiry=expiry, cvv=cvv)
+    return payment_authorization_record(step, payment_authorization_send(step))
 
 
 def _fill_card(txn: Transaction, screened: ScreenedCard) -> None:
@@ -184,7 +245,7 @@ def _fill_card(txn: Transaction, screened: ScreenedCard) -> None:
 
 def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, card_number: object) -> None:
     """Keep a declined attempt for staff, when there is an amount to show."""
-    value = amount_or_none(amount)
+    value = amount_or_none(amount, currency=txn.currency)
     if value is None:
         return
     txn.amount = value
@@ -196,6 +257,7 @@ def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, car
         else:
             facts = cards.card_facts(pan)
             txn.card_fingerprint, txn.card_bin, txn.card_last4 = facts.fingerprint, facts.bin, facts.last4
+            txn.card_brand = cards.card_brand(pan)  # the number's, whatever the terminal claimed
     txn.status = TransactionStatus.DECLINED
     txn.failure_code = exc.code
     txn.failure_message = exc.message[:255]
@@ -205,26 +267,33 @@ def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, car
     exc.transaction_id = txn.pk
 
 
-def _authorize_with_acquirer(
-    txn: Transaction, *, pan: str, capture: bool, expiry: str = "", cvv: str = ""
-) -> Transaction:
-    """Step 2 and 3 of a payment: the acquirer's answer, recorded by one UPDATE."""
-    assert not in_transaction(), "no acquirer call inside a transaction"
-    result = acquirer_call(
-        get_acquirer().authorize,
-        AuthorizationRequest(
-            transaction_id=txn.pk,
-            amount=txn.amount,
-            currency=txn.currency,
-            capture=capture,
-            pan=pan,
-            check_number=txn.check_number,
-            expiry=expiry,
-            cvv=cvv,
-        ),
-    )
+def payment_authorization_send(step: AuthorizationStep) -> AcquirerResult:
+    """Phase 2: the acquirer's answer, within the deadline (never raises for a
+    connector's failure: see ``acquiring.acquirer_answer``)."""
+    return acquirer_answer(get_acquirer().authorize, step.request)
+
+
+async def payment_authorization_send_async(step: AuthorizationStep) -> AcquirerResult:
+    """Phase 2 for an event loop: awaited, no thread of the caller waits."""
+    return await acquirer_answer_async(get_acquirer().authorize, step.request)
+
+
+def payment_authorization_record(step: AuthorizationStep, result: AcquirerResult) -> Transaction:
+    """Phase 3: the acquirer's answer and its event, by one conditional UPDATE.
+
+    Raises Declined or AcquirerFailure for a refusal, and PaymentOutcomeUnknown
+    when the outcome is not known here: the answer is unknown, recording it
+    failed, or the resolver has taken the row over. The row then stays
+    ``processing`` for the resolver.
+    """
+    txn, capture = step.transaction, step.request.capture
+    if result.outcome is Outcome.UNKNOWN:
+        logger.warning("payment %s: outcome unknown (%s), left to the resolver", txn.pk, result.reason)
+        raise PaymentOutcomeUnknown(result.reason or "no answer from the acquirer", transaction_id=txn.pk)
     now = timezone.now()
-    changes: dict[str, object] = {"acquirer_reference": result.reference[:64], "updated_at": now}
+    changes: dict[str, object] = {
+        "acquirer_reference": result.reference[:64], "operation": "", "updated_at": now,
+    }
     if result.approved:
         changes.update(
             status=TransactionStatus.CAPTURED if capture else TransactionStatus.AUTHORIZED,
@@ -238,8 +307,6 @@ def _authorize_with_acquirer(
             failure_code=result.decline_code[:32],
             failure_message=result.reason[:255],
         )
-    for field, value in changes.items():
-        setattr(txn, field, value)
     # The answer and its event commit together (the outbox). An authorization
     # waiting for its capture announces nothing yet: the capture will.
     event = None
@@ -247,10 +314,22 @@ def _authorize_with_acquirer(
         event = EventType.PAYMENT_FAILED
     elif capture:
         event = EventType.PAYMENT_SUCCEEDED
-    if event is None:
-        _txn_record_outcome(txn.pk, changes)
-    else:
-        outbox.event_emit_with_change(**_txn_outcome_statement(txn.pk, changes), type=event, transaction=txn)
+    for name, value in changes.items():  # the event's data (if not applied, the caller gets an error)
+        setattr(txn, name, value)
+    try:
+        if event is None:
+            applied = _txn_record_outcome(txn.pk, changes)
+        else:
+            applied = outbox.event_emit_with_change(
+                **_txn_outcome_statement(txn.pk, changes), type=event, transaction=txn
+            )
+    except DatabaseError as exc:
+        # Committed or not, nobody here can tell: the resolver will.
+        logger.warning("payment %s: the acquirer's answer could not be recorded (%s)", txn.pk, exc)
+        raise PaymentOutcomeUnknown("the answer could not be recorded", transaction_id=txn.pk) from exc
+    if not applied:
+        logger.warning("payment %s: answered after the resolver took it over; its answer is the resolver's", txn.pk)
+        raise PaymentOutcomeUnknown("the answer came too late", transaction_id=txn.pk)
     if result.outcome is Outcome.DECLINED:
         raise Declined(result.reason or "declined", decline_code=result.decline_code, transaction_id=txn.pk)
     if result.outcome is Outcome.ERROR:
@@ -266,28 +345,30 @@ def _txn_outcome_statement(pk: int, changes: dict[str, object]) -> dict[str, obj
     """The acquirer's answer on a processing transaction: one UPDATE, precompiled
     (the ORM's own field preparation, without its query compiler)."""
     fields = [Transaction._meta.get_field(name) for name in changes]
+    # Still processing, and no resolver on it: else the answer is no longer this request's to record.
     sql = (
         f"UPDATE {TXN} SET {', '.join(f'{f.column} = %s' for f in fields)} "
-        f"WHERE id = %s AND status = %s"
+        f"WHERE id = %s AND status = %s AND resolver_lease_until IS NULL"
     )
     values = [plain(f.get_db_prep_save(changes[f.name], connection)) for f in fields]
     return {"statement": sql, "params": [*values, pk, TransactionStatus.PROCESSING.value]}
 
 
-def _txn_record_outcome(pk: int, changes: dict[str, object]) -> None:
+def _txn_record_outcome(pk: int, changes: dict[str, object]) -> bool:
     update = _txn_outcome_statement(pk, changes)
     with connection.cursor() as cursor:
         cursor.execute(update["statement"], update["params"])
+        return cursor.rowcount == 1
 
 
-def _claim(*, transaction_id: int, merchant_pk: int, expected: str) -> Transaction:
-    """Move a transaction from ``expected`` to processing, or explain why not.
+def _claim(*, transaction_id: int, merchant_pk: int, expected: str, operation: AcquirerOperation) -> Transaction:
+    """Move a transaction from ``expected`` to processing ``operation``, or explain why not.
 
     A conditional UPDATE is the claim: of two concurrent captures (or a
     capture and a void) exactly one matches a row.
     """
     claimed = Transaction.objects.filter(pk=transaction_id, merchant_id=merchant_pk, status=expected).update(
-        status=TransactionStatus.PROCESSING, updated_at=timezone.now()
+        status=TransactionStatus.PROCESSING, operation=operation, updated_at=timezone.now()
     )
     txn = Transaction.objects.filter(pk=transaction_id, merchant_id=merchant_pk).first()
     if txn is None:
@@ -297,30 +378,55 @@ def _claim(*, transaction_id: int, merchant_pk: int, expected: str) -> Transacti
     return txn
 
 
+def _record_operation(
+    txn: Transaction, result: AcquirerResult, *, approved: dict[str, object], event: EventType,
+    refused: dict[str, object] | None = None,
+) -> Transaction:
+    """The answer to a capture or void in flight: ``approved`` changes and ``event``,
+    or ``refused`` (back to authorized by default). Unknown outcomes stay
+    processing (PaymentOutcomeUnknown)."""
+    if result.outcome is Outcome.UNKNOWN:
+        logger.warning("transaction %s: %s outcome unknown (%s), left to the resolver", txn.pk, txn.operation,
+                       result.reason)
+        raise PaymentOutcomeUnknown(result.reason or "no answer from the acquirer", transaction_id=txn.pk)
+    changes = approved if result.approved else (refused or {"status": TransactionStatus.AUTHORIZED})
+    try:
+        with db_transaction.atomic():
+            applied = Transaction.objects.filter(
+                pk=txn.pk, status=TransactionStatus.PROCESSING, resolver_lease_until__isnull=True
+            ).update(**changes, operation="", updated_at=timezone.now())
+            if applied:
+                txn.refresh_from_db()
+                if result.approved:
+                    outbox.event_emit(type=event, transaction=txn)
+    except DatabaseError as exc:
+        logger.warning("transaction %s: the acquirer's answer could not be recorded (%s)", txn.pk, exc)
+        raise PaymentOutcomeUnknown("the answer could not be recorded", transaction_id=txn.pk) from exc
+    if not applied:
+        raise PaymentOutcomeUnknown("the answer came too late", transaction_id=txn.pk)
+    return txn
+
+
 def payment_capture(*, transaction_id: int, merchant_pk: int, amount: object = None) -> Transaction:
     """Capture an authorization, all of it or less, once."""
     txn = Transaction.objects.filter(pk=transaction_id, merchant_id=merchant_pk).first()
     if txn is None:
         raise TransactionNotFound()
-    value = txn.authorized_amount if amount is None else parse_amount(amount)
+    value = txn.authorized_amount if amount is None else parse_amount(amount, currency=txn.currency)
     if txn.status == TransactionStatus.AUTHORIZED and value > txn.authorized_amount:
-        raise AmountExceedsRemaining(txn.authorized_amount)
-    txn = _claim(transaction_id=transaction_id, merchant_pk=merchant_pk, expected=TransactionStatus.AUTHORIZED)
-    result = acquirer_call(
-        get_acquirer().capture, reference=txn.acquirer_reference, amount=value, currency=txn.currency
+        raise AmountExceedsRemaining(txn.authorized_amount, places=exponent(txn.currency))
+    txn = _claim(
+        transaction_id=transaction_id, merchant_pk=merchant_pk, expected=TransactionStatus.AUTHORIZED,
+        operation=AcquirerOperation.CAPTURE,
     )
-    with db_transaction.atomic():
-        if result.approved:
-            Transaction.objects.filter(pk=txn.pk).update(
-                status=TransactionStatus.CAPTURED, captured_amount=value, updated_at=timezone.now()
-            )
-        else:
-            Transaction.objects.filter(pk=txn.pk).update(
-                status=TransactionStatus.AUTHORIZED, updated_at=timezone.now()
-            )
-        txn.refresh_from_db()
-        if result.approved:
-            outbox.event_emit(type=EventType.PAYMENT_SUCCEEDED, transaction=txn)
+    result = acquirer_answer(
+        get_acquirer().capture, reference=txn.acquirer_reference, amount=value, currency=txn.currency,
+        transaction_id=txn.pk,
+    )
+    txn = _record_operation(
+        txn, result, approved={"status": TransactionStatus.CAPTURED, "captured_amount": value},
+        event=EventType.PAYMENT_SUCCEEDED,
+    )
     if not result.approved:
         raise AcquirerFailure(result.reason or "capture failed", transaction_id=txn.pk)
     return txn
@@ -328,18 +434,17 @@ def payment_capture(*, transaction_id: int, merchant_pk: int, amount: object = N
 
 def payment_void(*, transaction_id: int, merchant_pk: int) -> Transaction:
     """Cancel an authorization that was not captured."""
-    txn = _claim(transaction_id=transaction_id, merchant_pk=merchant_pk, expected=TransactionStatus.AUTHORIZED)
-    result = acquirer_call(get_acquirer().void, reference=txn.acquirer_reference)
-    status = TransactionStatus.VOIDED if result.approved else TransactionStatus.AUTHORIZED
-    with db_transaction.atomic():
-        Transaction.objects.filter(pk=txn.pk).update(status=status, updated_at=timezone.now())
-        txn.refresh_from_db()
-        if result.approved:
-            outbox.event_emit(type=EventType.PAYMENT_CANCELLED, transaction=txn)
+    txn = _claim(
+        transaction_id=transaction_id, merchant_pk=merchant_pk, expected=TransactionStatus.AUTHORIZED,
+        operation=AcquirerOperation.VOID,
+    )
+    result = acquirer_answer(get_acquirer().void, reference=txn.acquirer_reference, transaction_id=txn.pk)
+    txn = _record_operation(
+        txn, result, approved={"status": TransactionStatus.VOIDED}, event=EventType.PAYMENT_CANCELLED
+    )
     if not result.approved:
         raise AcquirerFailure(result.reason or "void failed", transaction_id=txn.pk)
     return txn
-
 
 
 # --- Payments confirmed by the merchant (esipay) ----------------------------------------
@@ -399,14 +504,26 @@ def payment_card_confirmed(
         break
     confirmed, reason = confirm(txn)
     if not confirmed:
-        payment_void(transaction_id=txn.pk, merchant_pk=merchant_pk)
+        _void_unconfirmed(txn)
         logger.info("payment %s cancelled: the merchant did not confirm (%s)", txn.pk, reason)
         raise ConfirmationFailed(reason, transaction_id=txn.pk)
     try:
         return ConfirmedPayment(payment_capture(transaction_id=txn.pk, merchant_pk=merchant_pk), repeated=False)
     except AcquirerFailure:
-        payment_void(transaction_id=txn.pk, merchant_pk=merchant_pk)
+        # A definite refusal: nothing was captured. (An unknown capture is not
+        # voided: it may have happened; the resolver settles it.)
+        _void_unconfirmed(txn)
         raise
+
+
+def _void_unconfirmed(txn: Transaction) -> None:
+    """Void an authorization that will not be captured. A void that fails or whose
+    outcome is unknown is finished later (the unconfirmed-payment sweep, the
+    resolver): the payment is cancelled all the same, never captured."""
+    try:
+        payment_void(transaction_id=txn.pk, merchant_pk=txn.merchant_id)
+    except (AcquirerFailure, PaymentOutcomeUnknown) as exc:
+        logger.warning("payment %s: void not done yet (%s); the sweep finishes it", txn.pk, exc.message)
 
 
 
@@ -420,10 +537,12 @@ def _repeat_of(earlier: Transaction, *, pan: str, amount: object, deadline: floa
     """The earlier payment if this request repeats it, once it has settled.
 
     None when it ended cancelled or declined (the reference is free again);
-    InvalidRequest when the card or amount differ; PaymentInProgress when it
-    is still in flight at the deadline.
+    InvalidRequest when the card or amount differ; at the deadline,
+    PaymentOutcomeUnknown when it is still processing after its acquirer's
+    deadline (its answer was lost: the resolver settles it), else
+    PaymentInProgress.
     """
-    value = parse_amount(amount)
+    value = parse_amount(amount, currency=earlier.currency)
     if earlier.card_fingerprint != cards.card_facts(pan).fingerprint or earlier.amount != value:
         raise InvalidRequest(
             f"cid {earlier.merchant_reference!r} was already used for transaction {earlier.pk} "
@@ -431,6 +550,12 @@ def _repeat_of(earlier: Transaction, *, pan: str, amount: object, deadline: floa
         )
     while earlier.status in (TransactionStatus.PROCESSING, TransactionStatus.AUTHORIZED):
         if time.monotonic() >= deadline:
+            lost = timezone.now() - timedelta(seconds=settings.ACQUIRER_TIMEOUT_SECONDS)
+            if earlier.status == TransactionStatus.PROCESSING and earlier.updated_at < lost:
+                raise PaymentOutcomeUnknown(
+                    "the acquirer's answer to the first request was lost; the gateway settles it",
+                    transaction_id=earlier.pk,
+                )
             raise PaymentInProgress(transaction_id=earlier.pk)
         time.sleep(0.1)
         earlier.refresh_from_db()

@@ -5,17 +5,17 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.db import transaction as db_transaction
 from django.utils import timezone
 
 from .. import outbox
-from ..acquirers.base import Outcome, get_acquirer
-from ..db import in_transaction
+from ..acquirers.base import AcquirerError, AcquirerResult, Outcome, get_acquirer
 from ..errors import AmountExceedsRemaining, InvalidRequest, InvalidState, TransactionNotFound
 from ..models import Refund, Transaction
-from ..money import parse_amount
+from ..money import exponent, parse_amount
 from ..states import REFUNDABLE_STATUSES, EventType, RefundStatus, TransactionStatus
-from .acquiring import acquirer_call
+from .acquiring import acquirer_run
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +27,23 @@ def refund_request(
 
     The transaction row is locked, so concurrent refunds take turns and
     together never exceed the captured amount (the check constraint
-    ``txn_refunded_within_captured`` is the backstop). A repeat of a
-    ``reference`` with the same amount returns the first refund.
+    ``txn_refunded_within_captured`` is the backstop). ``reference`` is the
+    merchant's id of the refund: a repeat on the same transaction returns
+    the first refund and refunds nothing more (with another amount it is
+    InvalidRequest); concurrent repeats take turns on the lock, and the
+    unique constraint ``refund_reference_unique`` is the backstop.
     """
+    try:
+        return _refund_accept(transaction_id=transaction_id, merchant_pk=merchant_pk, amount=amount, reference=reference)
+    except IntegrityError as exc:
+        # A concurrent first request with this reference committed between our
+        # look-up and our insert (a database without row locks): it is the refund.
+        if not reference or "reference" not in str(exc):
+            raise
+        return _refund_accept(transaction_id=transaction_id, merchant_pk=merchant_pk, amount=amount, reference=reference)
+
+
+def _refund_accept(*, transaction_id: int, merchant_pk: int, amount: object, reference: str) -> Refund:
     with db_transaction.atomic():
         txn = Transaction.objects.select_for_update().filter(pk=transaction_id, merchant_id=merchant_pk).first()
         if txn is None:
@@ -37,15 +51,15 @@ def refund_request(
         if reference:
             earlier = Refund.objects.filter(transaction=txn, reference=reference).first()
             if earlier is not None:
-                if amount is not None and parse_amount(amount) != earlier.amount:
+                if amount is not None and parse_amount(amount, currency=txn.currency) != earlier.amount:
                     raise InvalidRequest(f"refund {reference!r} was already requested with another amount")
                 return earlier
         if txn.status not in REFUNDABLE_STATUSES:
             raise InvalidState(f"Transaction is {txn.get_status_display().lower()}")
         remaining = txn.refundable_amount
-        value = remaining if amount is None else parse_amount(amount)
+        value = remaining if amount is None else parse_amount(amount, currency=txn.currency)
         if value <= 0 or value > remaining:
-            raise AmountExceedsRemaining(remaining)
+            raise AmountExceedsRemaining(remaining, places=exponent(txn.currency))
         refund = Refund.objects.create(transaction=txn, amount=value, reference=reference)
         txn.refunded_amount += value
         txn.status = (
@@ -71,7 +85,9 @@ def refund_execute(*, refund_id: int) -> Refund | None:
     back. A technical failure proves nothing (the bank may have paid): the
     refund stays pending, its amount reserved, and is asked again with
     backoff (at most every 6 h) until the acquirer answers; after 3 days
-    each try is logged as an error for staff.
+    each try is logged as an error for staff. Anything that is not the
+    connector's own failure (a bug, a Celery time limit) propagates: the
+    refund keeps its lease until it runs out, then the sweep queues it again.
     """
     now = timezone.now()
     lease = outbox.lease_claim(Refund.objects.filter(status=RefundStatus.PENDING), pk=refund_id, now=now)
@@ -79,11 +95,13 @@ def refund_execute(*, refund_id: int) -> Refund | None:
     if refund is None or lease is None:
         return refund
     txn = refund.transaction
-    assert not in_transaction(), "no acquirer call inside a transaction"
-    result = acquirer_call(
-        get_acquirer().refund,
-        reference=txn.acquirer_reference, amount=refund.amount, currency=txn.currency, refund_id=refund.pk,
-    )
+    try:
+        result = acquirer_run(
+            get_acquirer().refund,
+            reference=txn.acquirer_reference, amount=refund.amount, currency=txn.currency, refund_id=refund.pk,
+        )
+    except AcquirerError as exc:  # a timeout proves nothing: asked again later
+        result = AcquirerResult(Outcome.UNKNOWN, reason=str(exc) or type(exc).__name__)
     retry_in: float | None = None
     with db_transaction.atomic():
         txn = Transaction.objects.select_for_update().get(pk=txn.pk)

@@ -1,27 +1,43 @@
 """Screening: the gateway's own rules of a card or check payment, before the acquirer.
 
-Number format (104/105) → ban (101/102) → PIN (103) → amount (109) →
-limit (106), in the terminal contract's order; every door screens through
-here, so a payment obeys the same rules whatever door it used. Bans, limits
-and whether the token is held are read in one round trip (``rule_facts``).
+Number format and Luhn (104/105) → network matches the claimed card type
+(100) → ban (101/102) → PIN (103) → amount (109) → limit (106), in the
+terminal contract's order; every door screens through here, so a payment
+obeys the same rules whatever door it used. Bans, limits and whether the
+token is held are read in one round trip (``rule_facts``).
+
+The brand is always derived from the number (``cards.card_brand``), never
+taken from the caller: limits apply to the real brand, a card of no known
+network to the OTHER limit, and a payment with no limit row for its
+currency is refused (LimitsNotConfigured), never unlimited.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection
 
 from .. import cards
-from ..errors import CardBanned, CheckBanned, InvalidAmount, InvalidPin, LimitExceeded, PaymentError, TokenInvalid
-from ..money import parse_amount
+from ..errors import (
+    CardBanned,
+    CheckBanned,
+    InvalidAmount,
+    InvalidPin,
+    InvalidRequest,
+    LimitExceeded,
+    LimitsNotConfigured,
+    PaymentError,
+    TokenInvalid,
+)
+from ..money import exponent, in_currency, parse_amount
 from ..states import BanKind, LimitKind
 from .sql import BAN, LIMIT
 from .tokens import SQL_TOKEN_HELD, token_held
 
 @dataclass(frozen=True)
 class ScreenedCard:
-    pan: str
+    pan: str = field(repr=False)  # never in a repr (tracebacks, debug logs)
     facts: cards.CardFacts
     brand: str
     amount: Decimal
@@ -81,25 +97,32 @@ def rule_facts(
                     banned.add(kind)
                 else:
                     # SQLite hands numerics back as float or int: go through str.
-                    limits[kind] = Decimal(str(amount)).quantize(Decimal("0.01"))
+                    limits[kind] = in_currency(Decimal(str(amount)), currency)
     return RuleFacts(banned=frozenset(banned), limits=limits, token_held=held)
 
 
 def _limit_kinds(*, brand: str, contactless: bool) -> list[str]:
+    """The limits a payment must be within: its brand's (OTHER for no known
+    network), and the contactless one for a contactless payment."""
     kinds = [LimitKind.CONTACTLESS.value] if contactless else []
-    if brand:
-        kinds.append(str(brand))
+    kinds.append(str(brand) if brand else LimitKind.OTHER.value)
     return kinds
 
 
-def _enforce_limits(*, amount: Decimal, limits: dict[str, Decimal], brand: str, contactless: bool) -> None:
-    """The contactless limit, then the brand's: a payment must be within both."""
-    contactless_limit = limits.get(LimitKind.CONTACTLESS) if contactless else None
-    if contactless_limit is not None and amount > contactless_limit:
-        raise LimitExceeded(contactless_limit, contactless=True)
-    brand_limit = limits.get(brand)
-    if brand_limit is not None and amount > brand_limit:
-        raise LimitExceeded(brand_limit, contactless=False)
+def _enforce_limits(
+    *, amount: Decimal, limits: dict[str, Decimal], kinds: list[str], currency: str, contactless: bool
+) -> None:
+    """Every applicable limit must be configured; then the contactless limit,
+    then the brand's: a payment must be within both."""
+    missing = [kind for kind in kinds if kind not in limits]
+    if missing:
+        raise LimitsNotConfigured(currency, missing)
+    places = exponent(currency)
+    if contactless and amount > limits[LimitKind.CONTACTLESS]:
+        raise LimitExceeded(limits[LimitKind.CONTACTLESS], contactless=True, places=places)
+    brand_limit = limits[kinds[-1]]
+    if amount > brand_limit:
+        raise LimitExceeded(brand_limit, contactless=False, places=places)
 
 
 def screen_card(
@@ -108,18 +131,27 @@ def screen_card(
     policy: cards.PanPolicy,
     amount: object,
     currency: str,
-    brand: str = "",
+    card_type: str = "",
     pin: object = None,
     require_pin: bool = False,
     contactless: bool = False,
     token_pk: int | None = None,
 ) -> ScreenedCard:
-    """Number format (104) → ban (101) → PIN (103) → amount (109) → limit (106).
+    """Number format and Luhn (104) → network matches ``card_type`` (100) → ban
+    (101) → PIN (103) → amount (109) → limit (106).
 
-    With ``token_pk``, a token found held by a payment is 107 before all of them.
+    ``card_type`` is what a terminal says the card is (VISA, MASTER,
+    ELECTRON); it must be of the number's network, and is otherwise not used:
+    the brand is the number's. With ``token_pk``, a token found held by a
+    payment is 107 before all of them.
     """
     try:
         pan = cards.card_validate(card_number, policy)
+        brand = cards.card_brand(pan)
+        if card_type and not cards.network_matches(card_type, pan):
+            raise InvalidRequest(
+                f"card_type {card_type} is not the card number's network ({cards.NETWORK[brand]})"
+            )
     except PaymentError:
         if token_pk is not None and token_held(token_pk):
             raise TokenInvalid() from None
@@ -131,23 +163,22 @@ def screen_card(
             pin_ok = cards.pin_validate(pin)
         except InvalidPin:
             pin_error = True
-    brand = brand or cards.card_brand(pan)
-    facts = rule_facts(
-        pan=pan, pin=pin_ok, limit_kinds=_limit_kinds(brand=brand, contactless=contactless),
-        currency=currency, token_pk=token_pk,
-    )
+    kinds = _limit_kinds(brand=brand, contactless=contactless)
+    facts = rule_facts(pan=pan, pin=pin_ok, limit_kinds=kinds, currency=currency, token_pk=token_pk)
     if facts.token_held:
         raise TokenInvalid()
     if BanKind.CARD in facts.banned or BanKind.BIN in facts.banned:
         raise CardBanned()
     if pin_error or BanKind.PIN in facts.banned:
         raise InvalidPin()
-    value = parse_amount(amount)
-    _enforce_limits(amount=value, limits=facts.limits, brand=brand, contactless=contactless)
+    value = parse_amount(amount, currency=currency)
+    _enforce_limits(amount=value, limits=facts.limits, kinds=kinds, currency=currency, contactless=contactless)
     return ScreenedCard(pan=pan, facts=cards.card_facts(pan), brand=brand, amount=value)
 
 
-def screen_check(*, check_number: object, amount: object, token_pk: int | None = None) -> tuple[str, Decimal]:
+def screen_check(
+    *, check_number: object, amount: object, currency: str, token_pk: int | None = None
+) -> tuple[str, Decimal]:
     """Number format (105) → ban (102) → amount (109); a held token is 107 first."""
     try:
         check = cards.check_validate(check_number)
@@ -160,12 +191,12 @@ def screen_check(*, check_number: object, amount: object, token_pk: int | None =
         raise TokenInvalid()
     if BanKind.CHECK in facts.banned:
         raise CheckBanned()
-    return check, parse_amount(amount)
+    return check, parse_amount(amount, currency=currency)
 
 
-def amount_or_none(raw: object) -> Decimal | None:
+def amount_or_none(raw: object, *, currency: str) -> Decimal | None:
     try:
-        return parse_amount(raw)
+        return parse_amount(raw, currency=currency)
     except InvalidAmount:
         return None
 

@@ -62,6 +62,36 @@ def page(browser, live_server) -> Iterator[object]:  # type: ignore[no-untyped-d
 
 
 @pytest.fixture
+def roles(transactional_db):  # type: ignore[no-untyped-def]
+    """The three role groups (made by their migration; after a transactional
+    test's flush, again by the post_migrate sync the flush triggers)."""
+    from django.contrib.auth.models import Group
+
+    from backoffice.roles import ROLE_NAMES
+
+    groups = {group.name: group for group in Group.objects.filter(name__in=ROLE_NAMES)}
+    assert set(groups) == set(ROLE_NAMES)
+    return groups
+
+
+ROLE_PASSWORD = "role-password-not-for-production-7"
+
+
+def make_staff(username: str, *, role: str | None = None, superuser: bool = False):  # type: ignore[no-untyped-def]
+    """A staff account with one role (a group made by the roles migration), or a superuser."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    model = get_user_model()
+    if superuser:
+        return model.objects.create_superuser(username, f"{username}@example.com", ROLE_PASSWORD)
+    user = model.objects.create_user(username, f"{username}@example.com", ROLE_PASSWORD, is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
 def staff_user(transactional_db):  # type: ignore[no-untyped-def]
     from django.contrib.auth import get_user_model
 
@@ -81,3 +111,52 @@ def staff_page(page, staff_user):  # type: ignore[no-untyped-def]
     log_in(page)
     page.wait_for_url("**/admin/")
     return page
+
+
+@pytest.fixture
+def gateway_data(transactional_db, roles):  # type: ignore[no-untyped-def]
+    """One of everything the back office shows, made through the real services:
+    a merchant with a terminal and a webhook endpoint, a captured and a
+    declined sale, an authorization, a refund, events with deliveries, bans
+    (a card, a BIN) and limits. ``pans`` are the full card numbers used, and
+    ``hidden`` every value no page may show (fingerprints, digests, sealed
+    and clear secrets)."""
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    from payments import outbox, services
+    from payments.errors import Declined
+    from payments.models import Ban, Transaction
+    from payments.states import BanKind, TransactionStatus
+    from tests.factories import CapturedTransactionFactory, CardLimitFactory, TerminalFactory
+
+    from .helpers import sale
+
+    CardLimitFactory(kind="VISA", currency="EUR", max_amount=Decimal("2500.00"))
+    CardLimitFactory(kind="MASTER", currency="EUR", max_amount=Decimal("3000.00"))
+    terminal = TerminalFactory(merchant__name="Corner Bakery", label="Till 1", terminal_id="T7F3A91C2B4E")
+    merchant = terminal.merchant
+    endpoint, endpoint_secret = outbox.webhook_endpoint_create(merchant_pk=merchant.pk, url="https://bakery.example/h")
+    captured = sale(terminal, card_number="4242424242424242", pin="4821", amount="40.00")
+    refunded = sale(terminal, card_number="5105105105105100", pin="4821", amount="30.00")
+    services.refund_request(transaction_id=refunded.pk, merchant_pk=merchant.pk, amount="10.00")
+    with pytest.raises(Declined) as declined:
+        sale(terminal, card_number="4000000000000002", pin="4821", amount="12.00")
+    authorized = CapturedTransactionFactory(
+        merchant=merchant, status=TransactionStatus.AUTHORIZED, captured_amount=Decimal("0"), amount=Decimal("25.00"),
+        authorized_amount=Decimal("25.00"), card_bin="400000", card_last4="9995", card_fingerprint="f" * 64,
+        acquirer_reference="sbx_auth",
+    )
+    card_ban, _ = services.ban_add(kind=BanKind.CARD, value="4000056655665556", reason="stolen")
+    services.ban_add(kind=BanKind.BIN, value="411111", reason="compromised range")
+    pans = ["4242424242424242", "5105105105105100", "4000000000000002", "4000056655665556"]
+    fingerprints = [t.card_fingerprint for t in Transaction.objects.exclude(card_fingerprint="")]
+    hidden = [
+        terminal.secret, terminal.secret_digest, endpoint_secret, endpoint.secret_sealed, card_ban.key,
+        *fingerprints, *Ban.objects.filter(kind=BanKind.PIN).values_list("key", flat=True),
+    ]
+    return SimpleNamespace(
+        merchant=merchant, terminal=terminal, endpoint=endpoint, endpoint_secret=endpoint_secret,
+        captured=captured, refunded=refunded, declined=Transaction.objects.get(pk=declined.value.transaction_id),
+        authorized=authorized, card_ban=card_ban, pans=pans, hidden=[value for value in hidden if value],
+    )

@@ -29,6 +29,7 @@ def add_ban(page, kind: str, value: str, reason: str = "") -> None:  # type: ign
 
 def test_a_card_banned_by_number_is_kept_as_fingerprint_bin_and_last_four_and_refused(staff_page):  # type: ignore[no-untyped-def]
     page = staff_page
+    CardLimitFactory(kind="VISA", currency="EUR")  # a payment needs its limit
     terminal = TerminalFactory()
     assert sale(terminal, card_number=CARD, pin="4821").status == TransactionStatus.CAPTURED
 
@@ -72,6 +73,7 @@ def test_banning_the_same_card_twice_is_refused_without_echoing_the_number(staff
 
 def test_staff_bans_a_bin_a_check_and_a_pin(staff_page):  # type: ignore[no-untyped-def]
     page = staff_page
+    CardLimitFactory(kind="VISA", currency="EUR", max_amount=Decimal("2500.00"))  # a payment needs its limit
     terminal = TerminalFactory()
     add_ban(page, BanKind.BIN, "411111", reason="compromised issuer range")
     expect(page.locator(".messagelist .success")).to_contain_text("411111")
@@ -114,7 +116,8 @@ def test_staff_edits_the_visa_limit_and_a_payment_above_it_is_refused(staff_page
     assert sale(terminal, card_number="4242424242424242", pin="4821", amount="1500.00").status == "captured"
 
     page.goto("/admin/payments/cardlimit/")
-    row = page.locator("#result_list tbody tr", has_text="Visa (per payment)")
+    # The EUR row (the shipped defaults, when present, hold one per currency).
+    row = page.locator("#result_list tbody tr", has_text="Visa (per payment)").filter(has_text="EUR")
     row.locator("input[name$='-max_amount']").fill("1000.00")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".messagelist .success")).to_contain_text("1 card limit was changed successfully")
@@ -131,12 +134,13 @@ def test_staff_edits_the_visa_limit_and_a_payment_above_it_is_refused(staff_page
 def test_a_limit_must_be_positive(staff_page):  # type: ignore[no-untyped-def]
     page = staff_page
     CardLimitFactory(kind="CONTACTLESS", currency="EUR", max_amount=Decimal("30.00"))
+    CardLimitFactory(kind="VISA", currency="EUR", max_amount=Decimal("2500.00"))  # the card's own limit
     page.goto("/admin/payments/cardlimit/")
     page.locator("#result_list").get_by_role("link", name="Contactless (per payment, any brand)").click()
     page.locator("#id_max_amount").fill("0")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".errorlist")).to_contain_text("greater than or equal to 0.01")
-    assert CardLimit.objects.get(kind="CONTACTLESS").max_amount == Decimal("30.00")
+    assert CardLimit.objects.get(kind="CONTACTLESS", currency="EUR").max_amount == Decimal("30.00")
 
     page.locator("#id_max_amount").fill("50.00")
     page.get_by_role("button", name="Save", exact=True).click()

@@ -11,7 +11,7 @@ from payments import services
 from payments.errors import AcquirerFailure, Declined
 from payments.models import Token, Transaction
 from payments.states import PaymentMethod, TransactionStatus
-from tests.factories import CapturedTransactionFactory, TerminalFactory
+from tests.factories import CardLimitFactory, CapturedTransactionFactory, TerminalFactory
 
 from .helpers import sale
 
@@ -23,6 +23,9 @@ SCREENSHOT = "/tmp/backoffice-transactions.png"
 @pytest.fixture
 def payments_made(transactional_db):  # type: ignore[no-untyped-def]
     """Payments of two merchants in several states, one of them from 2024."""
+    # A payment needs a limit for its currency and brand (transactional tests flush the shipped ones).
+    for kind in ("VISA", "MASTER"):
+        CardLimitFactory(kind=kind, currency="EUR", max_amount=Decimal("2500.00"))
     alpha = TerminalFactory(merchant__name="Alpha Books", label="Front desk")
     beta = TerminalFactory(merchant__name="Beta Garden", label="Greenhouse")
     made = {

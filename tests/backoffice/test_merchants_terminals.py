@@ -68,11 +68,14 @@ def test_staff_adds_a_terminal_and_sees_its_secret_once(staff_page):  # type: ig
     page.get_by_role("link", name="Add a terminal").click()
     expect(page.locator("#id_merchant")).to_have_value(str(merchant.pk))  # preset from the merchant page
     page.locator("#id_label").fill("Till 1")
-    with page.expect_response(lambda response: response.request.method == "POST") as posted:
+    with page.expect_response(lambda response: "/shown-once/" in response.url) as shown, \
+            page.expect_response(lambda response: response.request.method == "POST") as posted:
         page.get_by_role("button", name="Save", exact=True).click()
-    # Rendered at once (no redirect through a message cookie) and kept out of caches.
-    assert posted.value.status == 200
-    assert "no-store" in posted.value.headers["cache-control"]
+    # Post/redirect/get: the POST answers a redirect, the page it leads to shows
+    # the secret and is kept out of caches (tests/backoffice/test_shown_once.py: a reload).
+    assert posted.value.status == 302
+    assert shown.value.status == 200
+    assert "no-store" in shown.value.headers["cache-control"]
 
     message = page.locator(".messagelist .warning")
     expect(message).to_contain_text("shown only once")

@@ -60,9 +60,11 @@ def test_staff_adds_a_webhook_endpoint_and_sees_its_secret_once(staff_page):  # 
 
     page.locator("#id_url").fill("https://bakery.example/hooks")
     page.locator("#id_description").fill("Orders")
-    with page.expect_response(lambda response: response.request.method == "POST") as posted:
+    with page.expect_response(lambda response: "/shown-once/" in response.url) as shown, \
+            page.expect_response(lambda response: response.request.method == "POST") as posted:
         page.get_by_role("button", name="Save", exact=True).click()
-    assert posted.value.status == 200 and "no-store" in posted.value.headers["cache-control"]
+    assert posted.value.status == 302  # post/redirect/get
+    assert shown.value.status == 200 and "no-store" in shown.value.headers["cache-control"]
     expect(page.locator(".webhook-secret-message")).to_contain_text("shown only once")
     secret = page.locator(".webhook-secret-message .webhook-secret").inner_text()
     assert secret.startswith("whsec_") and len(secret) > 40

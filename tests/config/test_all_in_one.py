@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from clients.secure_api import SecureApiClient
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -53,6 +55,10 @@ def test_make_run_serves_esipay_refunds_by_celery_and_delivers_webhooks(tmp_path
         [*manage, "seed_demo", "--json", "--web-url", f"http://127.0.0.1:{web}"],
         cwd=ROOT, env=env, check=True, timeout=60, capture_output=True, text=True,
     ).stdout)
+    api_keys = json.loads(subprocess.run(
+        [*manage, "create_merchant", "--name", "API shop"], cwd=ROOT, env=env, check=True, timeout=60,
+        capture_output=True, text=True,
+    ).stdout)
     log = open(tmp_path / "runall.log", "w")  # noqa: SIM115
     run = subprocess.Popen(
         [*manage, "runall", "--web-port", str(web), "--esipay-port", str(esipay), "--terminal-port", str(terminals),
@@ -70,6 +76,11 @@ def test_make_run_serves_esipay_refunds_by_celery_and_delivers_webhooks(tmp_path
         ), 60, "esipay to answer")
         assert paid.status_code == 200, paid.text
         transaction = paid.json()["transaction"]
+        # The secure API is served on the web port too (signed, encrypted).
+        api = SecureApiClient(f"http://127.0.0.1:{web}", app_id=api_keys["app_id"], app_key=api_keys["app_key"],
+                              data_key=api_keys["data_key"])
+        assert api.post("/account", {"name": "Ada"}).status == 200
+        api.close()
         short = httpx.get(f"http://127.0.0.1:{esipay}/cardpay/{uuid}/demo-2/4242424242/13/{year}/1.00", timeout=20)
         assert short.status_code == 400 and short.json()["code"] == "invalid_card_expiry"
         refunded = httpx.get(f"http://127.0.0.1:{web}/cardpay/{uuid}/{transaction}/2.50", timeout=20)

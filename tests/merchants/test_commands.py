@@ -181,12 +181,12 @@ def test_imported_card_ban_refuses_payment(csv_file) -> None:  # type: ignore[no
 
     run_json("import_bans", csv_file("kind,value,reason\ncard,4242424242424242,test\nbin,5105105,test\n"))
     terminal = TerminalFactory()
-    for number in ("4242424242424242", "5105105105105100"):
+    for number, card_type in (("4242424242424242", "VISA"), ("5105105105105100", "MASTER")):
         token = services.token_issue(terminal_pk=terminal.pk, payment_type=PaymentMethod.CONTACTLESS)
         with pytest.raises(CardBanned):
             services.payment_sale_with_token(
                 terminal_pk=terminal.pk, token=token.value, method=PaymentMethod.CONTACTLESS, amount="1",
-                card_type="VISA", card_number=number,
+                card_type=card_type, card_number=number,
             )
 
 

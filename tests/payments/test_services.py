@@ -3,6 +3,8 @@ refunds, bans; in the order of checks of shared/contracts/terminal.md."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -12,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from payments import cards, services
-from payments.acquirers.base import AcquirerResult, Outcome
+from payments.acquirers.base import AcquirerError, AcquirerResult, AcquirerTimeout, AcquirerUnavailable, Outcome
 from payments.acquirers.sandbox import SandboxAcquirer
 from payments.errors import (
     AcquirerFailure,
@@ -28,13 +30,16 @@ from payments.errors import (
     InvalidState,
     LimitExceeded,
     NotAuthorized,
+    PaymentOutcomeUnknown,
     TokenInvalid,
     TokenTriesExhausted,
     TransactionNotFound,
 )
+from payments.db import TransactionRuleViolation
 from payments.models import Ban, CardLimit, Refund, Token, Transaction
 from payments.states import (
     PROCESS_STATE,
+    AcquirerOperation,
     BanKind,
     Door,
     PaymentMethod,
@@ -361,7 +366,7 @@ def test_banned_bin(terminal, bin_value) -> None:  # type: ignore[no-untyped-def
     with pytest.raises(CardBanned):
         pay_card(terminal, issue(terminal))
     with pytest.raises(CardBanned):
-        pay_card(terminal, issue(terminal), card_number="4242424299999995")
+        pay_card(terminal, issue(terminal), card_number="4242424299999997")
     assert pay_card(terminal, issue(terminal), card_number=MASTER).status == TransactionStatus.CAPTURED
 
 
@@ -478,14 +483,63 @@ def test_sandbox_acquirer_failure(terminal) -> None:  # type: ignore[no-untyped-
     assert txn.captured_amount == 0
 
 
-def test_acquirer_crash_is_a_process_error(terminal, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_acquirer_unreachable_is_a_process_error(terminal, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A connector that knows its request never left (connection refused) says
+    AcquirerUnavailable: nothing happened, a technical failure that frees the token."""
+    def refused(self, request):  # type: ignore[no-untyped-def]
+        raise AcquirerUnavailable("connection refused")
+
+    monkeypatch.setattr(SandboxAcquirer, "authorize", refused)
+    token = issue(terminal)
+    with pytest.raises(AcquirerFailure):
+        pay_card(terminal, token)
+    assert Transaction.objects.get().status == TransactionStatus.ERROR
+    monkeypatch.undo()
+    assert pay_card(terminal, token).status == TransactionStatus.CAPTURED  # the token was not held
+
+
+@pytest.mark.parametrize("failure", [ConnectionError("a bug: not the connector's own error"),
+                                     AcquirerTimeout("read timed out"), AcquirerError("garbled answer")])
+def test_a_connector_failure_that_may_hide_a_charge_leaves_the_outcome_unknown(  # type: ignore[no-untyped-def]
+    terminal, monkeypatch, failure
+) -> None:
+    """A timeout, another AcquirerError, or an exception that is not the
+    connector's (a bug) is never taken for an answer: the transaction stays
+    processing, holding its token, for the resolver; the caller hears "unknown"."""
     def boom(self, request):  # type: ignore[no-untyped-def]
-        raise ConnectionError("acquirer down")
+        raise failure
 
     monkeypatch.setattr(SandboxAcquirer, "authorize", boom)
-    with pytest.raises(AcquirerFailure):
+    token = issue(terminal)
+    with pytest.raises(PaymentOutcomeUnknown) as info:
+        pay_card(terminal, token)
+    txn = Transaction.objects.get()
+    assert info.value.transaction_id == txn.pk and info.value.code == "outcome_unknown"
+    assert txn.status == TransactionStatus.PROCESSING and txn.operation == AcquirerOperation.AUTHORIZE
+    assert not txn.failure_code and not txn.events.exists()
+    with pytest.raises(TokenInvalid):
+        pay_card(terminal, token)
+
+
+def test_an_acquirer_slower_than_the_deadline_leaves_the_outcome_unknown(  # type: ignore[no-untyped-def]
+    terminal, monkeypatch, settings
+) -> None:
+    """The deadline (ACQUIRER_TIMEOUT_SECONDS) is the pool's: the caller stops
+    waiting; the answer that comes later is dropped, not recorded."""
+    settings.ACQUIRER_TIMEOUT_SECONDS = 0.2
+    release = threading.Event()
+    real = SandboxAcquirer.authorize
+
+    def slow(self, request):  # type: ignore[no-untyped-def]
+        release.wait(10)
+        return real(self, request)
+
+    monkeypatch.setattr(SandboxAcquirer, "authorize", slow)
+    with pytest.raises(PaymentOutcomeUnknown, match="no answer from the acquirer in time"):
         pay_card(terminal, issue(terminal))
-    assert Transaction.objects.get().status == TransactionStatus.ERROR
+    release.set()
+    time.sleep(0.3)  # the late answer arrives (and is dropped)
+    assert Transaction.objects.get().status == TransactionStatus.PROCESSING
 
 
 # --- Declined attempts are kept; card data is not --------------------------------------------
@@ -653,7 +707,9 @@ def test_authorize_applies_the_gateway_rules() -> None:
     merchant = MerchantFactory()
     with pytest.raises(InvalidCardNumber):
         authorize(merchant, card_number="4242424242424241")  # not Luhn-valid
-    assert authorize(merchant, card_number="4242424242424241", policy=cards.ESIPAY_PAN)
+    with pytest.raises(InvalidCardNumber):
+        authorize(merchant, card_number="4242424242424241", policy=cards.ESIPAY_PAN)  # not at esipay either
+    assert authorize(merchant, card_number="4111222230", policy=cards.ESIPAY_PAN)  # 10 digits, Luhn-valid
     with pytest.raises(CardBanned):
         authorize(merchant, card_number="0000000000000000", policy=cards.ESIPAY_PAN)
     with pytest.raises(LimitExceeded, match="Card max amount 2500.00"):
@@ -663,7 +719,7 @@ def test_authorize_applies_the_gateway_rules() -> None:
     with pytest.raises(Declined):
         authorize(merchant, card_number="4000000000000002")
     statuses = list(Transaction.objects.order_by("pk").values_list("status", flat=True))
-    assert statuses == ["declined", "authorized", "declined", "declined", "declined"]
+    assert statuses == ["declined", "declined", "authorized", "declined", "declined", "declined"]
 
 
 def test_authorize_refused_for_inactive_merchant() -> None:
@@ -859,7 +915,7 @@ def test_refund_technical_failure_is_retried_and_never_released(monkeypatch, set
     accepted = refund(txn, "60")
 
     def time_out(self, **kwargs):  # type: ignore[no-untyped-def]
-        raise TimeoutError("acquirer timed out")
+        raise AcquirerTimeout("acquirer timed out")
 
     monkeypatch.setattr(SandboxAcquirer, "refund", time_out)
     waiting = services.refund_execute(refund_id=accepted.pk)
@@ -880,6 +936,7 @@ def test_refund_technical_failure_is_retried_and_never_released(monkeypatch, set
     assert not txn.events.exists()
 
 
+@pytest.mark.django_db(transaction=True)  # the connector runs on the acquirer pool: its own connection
 def test_refund_result_of_a_worker_that_lost_its_lease_is_dropped(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The worker's lease ran out while the acquirer answered and the sweep gave
     the refund to another worker: the first one must not record over it."""
@@ -889,6 +946,7 @@ def test_refund_result_of_a_worker_that_lost_its_lease_is_dropped(monkeypatch) -
 
     def slow(self, **kwargs):  # type: ignore[no-untyped-def]
         Refund.objects.filter(pk=accepted.pk).update(lease_until=timezone.now() + timedelta(minutes=5))  # another's
+        connection.close()  # this pool thread's connection (connectors never use the database)
         return real(self, **kwargs)
 
     monkeypatch.setattr(SandboxAcquirer, "refund", slow)
@@ -934,7 +992,14 @@ def test_shipped_defaults() -> None:
     assert limits == {
         "VISA": Decimal("2500.00"), "MASTER": Decimal("3000.00"),
         "ELECTRON": Decimal("1700.00"), "CONTACTLESS": Decimal("30.00"),
+        "AMEX": Decimal("2500.00"), "OTHER": Decimal("1700.00"),  # docs/decisions.md
     }
+    # Every currency the gateway accepts has every limit (a payment is never unlimited by omission).
+    from payments.money import CURRENCIES
+    from payments.states import LimitKind
+
+    seeded = set(CardLimit.objects.values_list("kind", "currency"))
+    assert seeded == {(kind, code) for kind in LimitKind.values for code in CURRENCIES}
     pins = set(Ban.objects.filter(kind=BanKind.PIN).values_list("key", flat=True))
     assert pins == {cards.pin_fingerprint(p) for p in [str(d) * 4 for d in range(10)] + ["1234"]}
     assert Ban.objects.filter(kind=BanKind.CHECK, key="00000000AAA").exists()
@@ -948,6 +1013,7 @@ def test_process_state_mapping() -> None:
     assert set(PROCESS_STATE) == set(TransactionStatus.values)
     assert PROCESS_STATE == {
         "pending": ProcessState.NOT_YET_STARTED,
+        "awaiting_card": ProcessState.IN_PROGRESS,
         "processing": ProcessState.IN_PROGRESS,
         "suspended": ProcessState.SUSPENDED,
         "authorized": ProcessState.IN_PROGRESS,
@@ -973,10 +1039,24 @@ def test_one_payment_per_token_constraint(terminal) -> None:  # type: ignore[no-
     for _ in range(2):  # failed attempts do not hold the token
         Transaction.objects.create(status=TransactionStatus.DECLINED, **common)
     Transaction.objects.create(status=TransactionStatus.ERROR, **common)
-    Transaction.objects.create(status=TransactionStatus.PROCESSING, **common)
+    Transaction.objects.create(status=TransactionStatus.PROCESSING, operation="authorize", **common)
     for status in (TransactionStatus.PROCESSING, TransactionStatus.CAPTURED, TransactionStatus.VOIDED):
-        with pytest.raises(IntegrityError), transaction.atomic():
-            Transaction.objects.create(status=status, **common)
+        with pytest.raises(IntegrityError, match="one_payment_per_token|token_id"), transaction.atomic():
+            Transaction.objects.create(
+                status=status, operation="authorize" if status == TransactionStatus.PROCESSING else "", **common
+            )
+
+
+def test_a_processing_transaction_says_which_operation_is_in_flight(terminal) -> None:  # type: ignore[no-untyped-def]
+    """The resolver must know what to ask the acquirer about: processing has an
+    operation, and nothing else has one (check constraint)."""
+    common = dict(merchant=terminal.merchant, door=Door.ESIPAY, method=PaymentMethod.CARD,
+                  amount=Decimal("5"), currency="EUR")
+    with pytest.raises(IntegrityError, match="txn_operation_while_processing"), transaction.atomic():
+        Transaction.objects.create(status=TransactionStatus.PROCESSING, **common)
+    with pytest.raises(IntegrityError, match="txn_operation_while_processing"), transaction.atomic():
+        Transaction.objects.create(status=TransactionStatus.DECLINED, operation="capture", **common)
+    Transaction.objects.create(status=TransactionStatus.PROCESSING, operation="void", **common)
 
 
 def test_refunded_within_captured_constraint() -> None:
@@ -1038,5 +1118,5 @@ def test_no_acquirer_call_inside_a_transaction(terminal) -> None:  # type: ignor
     """Architecture rule: no network I/O inside a transaction; a door that wraps a
     payment in its own transaction is stopped before the acquirer is called."""
     token = issue(terminal)
-    with pytest.raises(AssertionError, match="no acquirer call inside a transaction"), transaction.atomic():
+    with pytest.raises(TransactionRuleViolation, match="no acquirer call inside a transaction"), transaction.atomic():
         pay_card(terminal, token)

@@ -35,9 +35,12 @@ def test_staff_enable_set_and_see_the_secret_once(staff_page) -> None:  # type: 
     page.goto("/admin/setgateway/setsettings/add/")
     page.locator("#id_merchant").select_option(str(merchant.pk))
     page.locator("#id_authentication").select_option(Authentication.BOTH)
-    with page.expect_response(lambda response: response.request.method == "POST") as posted:
+    with page.expect_response(lambda response: "/shown-once/" in response.url) as shown, \
+            page.expect_response(lambda response: response.request.method == "POST") as posted:
         page.get_by_role("button", name="Save", exact=True).click()
-    assert posted.value.status == 200 and "no-store" in posted.value.headers["cache-control"]
+    # Post/redirect/get: the POST answers a redirect, the page it leads to shows the secret once.
+    assert posted.value.status == 302
+    assert shown.value.status == 200 and "no-store" in shown.value.headers["cache-control"]
     expect(page.locator(".set-secret-message")).to_contain_text("shown only once")
     transport_id = page.locator(".set-secret-message .set-transport-id").inner_text()
     secret = page.locator(".set-secret-message .set-secret").inner_text()
@@ -45,6 +48,9 @@ def test_staff_enable_set_and_see_the_secret_once(staff_page) -> None:  # type: 
     row = SetSettings.objects.get(merchant=merchant)
     assert row.enabled and row.authentication == Authentication.BOTH
     assert proves(transport_id, secret) and not proves(transport_id, secret, peer_ip="198.51.100.1")
+    page.reload()  # a reload neither enables again nor shows the secret again
+    expect(page.locator(".shown-once-gone")).to_be_visible()
+    assert secret not in page.content() and SetSettings.objects.filter(merchant=merchant).count() == 1
 
     page.goto(f"/admin/setgateway/setsettings/{row.pk}/change/")
     expect(page.locator("#id_transport_id")).to_have_value("corner-bookshop")
@@ -59,6 +65,13 @@ def test_staff_enable_set_and_see_the_secret_once(staff_page) -> None:  # type: 
     new_secret = page.locator(".set-secret-message .set-secret").inner_text()
     assert new_secret != secret
     assert proves(transport_id, new_secret) and not proves(transport_id, secret)
+    # Both recorded in the audit log, without the secret.
+    from backoffice.models import AuditEntry
+
+    entries = list(AuditEntry.objects.filter(object_repr__icontains="corner-bookshop").values_list("action", flat=True))
+    assert "add" in entries and "rotate_secret" in entries
+    assert all(new_secret not in f"{e.changes}{e.message}" and secret not in f"{e.changes}{e.message}"
+               for e in AuditEntry.objects.all())
 
 
 def test_staff_change_the_transport_id_and_disable_set(staff_page) -> None:  # type: ignore[no-untyped-def]

@@ -299,39 +299,31 @@ def test_an_authorization_that_died_before_the_core_is_authorized_by_its_repeat(
     assert len(txns(set_merchant)) == 1
 
 
-def test_an_authorization_left_at_the_acquirer_is_asked_again_never_doubled(set_merchant: SetMerchant,
-                                                                            settings) -> None:  # type: ignore[no-untyped-def]
+def test_an_authorization_whose_acquirer_answer_was_lost_waits_for_the_resolver(set_merchant: SetMerchant,
+                                                                                settings) -> None:  # type: ignore[no-untyped-def]
+    from payments import services
+    from payments.states import AcquirerOperation
+
     _died_after_the_core(set_merchant, auth(capture=True), ExchangeKind.AUTHORIZE)
-    # Killed while the acquirer was asked: the answer was never recorded.
-    Transaction.objects.update(status=TransactionStatus.PROCESSING, captured_amount=0, authorized_amount=0,
-                               authorization_code="")
+    # Killed while the acquirer was asked: the acquirer approved, nobody recorded it.
+    Transaction.objects.update(status=TransactionStatus.PROCESSING, operation=AcquirerOperation.AUTHORIZE,
+                               captured_amount=0, authorized_amount=0, authorization_code="",
+                               updated_at=timezone.now() - timedelta(hours=1))
     Event.objects.all().delete()
     answer = handle(set_merchant, auth(capture=True))
-    # Just left: it might still be at the acquirer in another process.
     assert isinstance(answer, ErrorMsg) and answer.code == payload.INTERNAL and "in progress" in answer.reason
     assert handle(set_merchant, InqReq("order-1")).process_state == "inProgress"
-    # Untouched for longer than any request takes: asked again with the same idempotency key.
-    SetExchange.objects.update(lease_until=timezone.now() - timedelta(seconds=1))
-    Transaction.objects.update(updated_at=timezone.now() - timedelta(seconds=settings.SET_REQUEST_LEASE_SECONDS + 1))
+    assert len(txns(set_merchant)) == 1  # never a second attempt
+    # The core's resolver settles it by inquiry: approved and nobody told, so reversed.
+    (txn,) = txns(set_merchant)
+    services.transaction_resolve(transaction_id=txn.pk)
     answer = handle(set_merchant, auth(capture=True))
-    (txn,) = txns(set_merchant)
-    assert (answer.status, answer.gateway_trans_id) == ("approved", str(txn.pk))
-    assert txn.status == TransactionStatus.CAPTURED and txn.captured_amount == Decimal("100.00")
-    assert Event.objects.get(transaction=txn).type == EventType.PAYMENT_SUCCEEDED
+    txn.refresh_from_db()
+    assert txn.status == TransactionStatus.VOIDED and txn.captured_amount == 0
+    assert (answer.status, answer.gateway_trans_id) == ("failed", str(txn.pk)) and "reversed" in answer.reason
     assert handle(set_merchant, auth(capture=True)) == answer  # kept: the same answer from now on
-
-
-def test_resuming_needs_the_same_card(set_merchant: SetMerchant) -> None:
-    from payments import services
-    from payments.errors import InvalidRequest
-
-    handle(set_merchant, auth())
-    Transaction.objects.update(status=TransactionStatus.PROCESSING, updated_at=timezone.now() - timedelta(hours=1))
-    (txn,) = txns(set_merchant)
-    with pytest.raises(InvalidRequest):
-        services.payment_authorization_resume(transaction_id=txn.pk, merchant_pk=set_merchant.pk,
-                                              card_number=HAPPY_MASTER, capture=False,
-                                              untouched_for=timedelta(seconds=60))
+    assert handle(set_merchant, InqReq("order-1")).process_state == "failed"
+    assert len(txns(set_merchant)) == 1
 
 
 def test_a_capture_and_a_reversal_whose_answers_were_lost(set_merchant: SetMerchant) -> None:

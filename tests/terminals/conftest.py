@@ -21,8 +21,9 @@ import h11
 import pytest
 import simplejson
 
+from listeners.supervisor import new_event_loop
 from payments import services
-from terminals.server import ListenerConfig, TerminalListener
+from terminals.server import TerminalConfig, TerminalListener
 from tests.factories import CardLimitFactory, MerchantFactory, TerminalFactory
 
 # Short timeouts: every wait in these tests is bounded.
@@ -40,8 +41,8 @@ def loads(data: bytes | str) -> Any:
 class RunningListener:
     """A TerminalListener serving on 127.0.0.1:<free port> from a background thread."""
 
-    def __init__(self, config: ListenerConfig) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, config: TerminalConfig) -> None:
+        self.loop = new_event_loop()  # uvloop, as in production
         self.thread = threading.Thread(target=self.loop.run_forever, name="listener-loop", daemon=True)
         self.thread.start()
         self.listener = TerminalListener(config)
@@ -76,7 +77,7 @@ def start_listener() -> Iterator[Callable[..., RunningListener]]:
     running: list[RunningListener] = []
 
     def start(**overrides: Any) -> RunningListener:
-        config = ListenerConfig(
+        config = TerminalConfig(
             **{
                 "idle_timeout": 10.0,
                 "request_timeout": 5.0,

@@ -45,9 +45,11 @@ def test_failed_auth_is_110_and_closes(lines, terminal, parameters) -> None:
     assert client.is_closed()
 
 
-def test_requests_before_auth_are_110_then_auth_works_on_the_same_connection(lines, terminal) -> None:
+def test_a_request_before_auth_is_110_and_closes_then_a_new_connection_can_auth(lines, terminal) -> None:
     client = lines()
     assert client.request("/token", {"type": "CARD"}) == NOT_AUTHORIZED
+    assert client.is_closed()  # issue 7 item 12: the first 110 closes
+    client = lines()
     assert client.auth(terminal)["authenticated"] is True
     assert "token" in client.request("/token", {"type": "CARD"})
 
@@ -62,13 +64,15 @@ def test_disabled_terminal_or_merchant_cannot_authenticate(lines, rules) -> None
     assert client.auth(merchant_off) == NOT_AUTHORIZED
 
 
-def test_terminal_disabled_after_auth_is_refused_from_then_on(client, terminal) -> None:
+def test_terminal_disabled_after_auth_is_refused_from_then_on(client, lines, terminal) -> None:
     token = client.token()
     terminal.is_active = False
     terminal.save(update_fields=["is_active"])
-    assert client.request("/token", {"type": "CARD"}) == NOT_AUTHORIZED
     payment = {"token": token, "card_type": "VISA", "card_number": "4242424242424242", "pin": "4321", "amount": "1"}
     assert client.request("/payment/card", payment) == NOT_AUTHORIZED
+    assert client.is_closed()
+    again = lines()
+    assert again.auth(terminal) == NOT_AUTHORIZED
 
 
 def test_http_basic_disabled_terminal_is_401(http, rules) -> None:

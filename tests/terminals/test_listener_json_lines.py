@@ -291,11 +291,13 @@ def test_error_109_invalid_amount(client: LineClient, amount: Any) -> None:
     assert client.request("/payment/card", card(token, amount=amount)) == error(109, "Invalid amount")
 
 
-def test_error_110_before_authentication(lines) -> None:
+@pytest.mark.parametrize("path,parameters", [
+    ("/token", {"type": "CARD"}), ("/payment/card", card("f" * 64)), ("/nowhere", {}),
+])
+def test_error_110_before_authentication_then_the_connection_closes(lines, path, parameters) -> None:
     anonymous = lines()
-    assert anonymous.request("/token", {"type": "CARD"}) == error(110, "Terminal not authorized")
-    assert anonymous.request("/payment/card", card("f" * 64)) == error(110, "Terminal not authorized")
-    assert anonymous.request("/nowhere", {}) == error(110, "Terminal not authorized")
+    assert anonymous.request(path, parameters) == error(110, "Terminal not authorized")
+    assert anonymous.is_closed()
 
 
 @pytest.mark.parametrize(

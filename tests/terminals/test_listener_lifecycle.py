@@ -199,3 +199,76 @@ def test_command_exits_0_on_sigterm_with_nobody_connected(servers, transactional
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     sock.close()
     assert server.terminate() == 0, "".join(server.stderr)
+
+
+def worker_pids(server: Server) -> list[int]:
+    path = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    try:
+        return sorted(int(pid) for pid in path.read_text().split())
+    except OSError:
+        return []
+
+
+def listening_sockets(port: int) -> int:
+    """LISTEN sockets on ``port`` (Linux /proc/net/tcp): one per worker (the parent's are only bound)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for row in f:
+                    fields = row.split()
+                    if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                        count += 1
+        except OSError:
+            continue
+    return count
+
+
+linux_only = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads worker pids from /proc (Linux)")
+
+
+def test_two_workers_drain_on_sigterm_finishing_the_payment_in_flight(servers, terminal) -> None:
+    server = servers("--workers", "2", acquirer=SLOW)
+    idle = LineClient(server.port)
+    busy = LineClient(server.port)
+    for client in (idle, busy):
+        assert client.auth(terminal)["authenticated"] is True
+    token = busy.token()
+    busy.send("/payment/card", card(token), id="in-flight")
+    time.sleep(0.3)  # with the (slow) acquirer now
+    server.process.send_signal(signal.SIGTERM)
+    assert idle.is_closed(timeout=5)  # idle: closed at once, whichever worker holds it
+    answer = busy.read()
+    assert answer["id"] == "in-flight" and isinstance(answer["transaction"], int), answer
+    assert busy.is_closed()
+    assert server.process.wait(30) == 0, "".join(server.stderr)
+    log = "".join(server.stderr)
+    assert log.count("terminal listener stopped: accepted=") == 2  # each worker logs its counters
+    with pytest.raises(ConnectionRefusedError):
+        connect(server.port)
+    idle.close()
+    busy.close()
+
+
+@linux_only
+def test_a_killed_worker_is_restarted_and_payments_go_on(servers, terminal) -> None:
+    server = servers("--workers", "2")
+    deadline = time.monotonic() + 20
+    while len(worker_pids(server)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    before = worker_pids(server)
+    assert listening_sockets(server.port) == 2
+    os.kill(before[0], signal.SIGKILL)
+    while not (len(worker_pids(server)) == 2 and before[0] not in worker_pids(server)
+               and listening_sockets(server.port) == 2):  # the new worker listens on the same port
+        assert time.monotonic() < deadline + 20, "the dead worker was not replaced"
+        time.sleep(0.05)
+    for _ in range(8):  # whichever worker the kernel picks, it serves
+        client = LineClient(server.port)
+        assert client.auth(terminal)["authenticated"] is True
+        assert "token" in client.request("/token", {"type": "CARD"})
+        client.close()
+    assert "restarting it" in "".join(server.stderr)
+    assert server.terminate(timeout=30) == 0, "".join(server.stderr)

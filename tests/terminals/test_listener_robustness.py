@@ -215,9 +215,11 @@ def test_peer_that_never_reads_is_dropped_and_does_not_hang_the_listener(start_l
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(5)
     sock.connect(("127.0.0.1", running.port))
-    # Cheap requests (110, no database) with big ids, echoed: their answers fill
+    sock.sendall(b'{"path": "/auth", "parameters": {"terminal_id": "%s", "secret": "%s"}}\n' % (
+        terminal.terminal_id.encode(), terminal.secret.encode()))
+    # Cheap requests (100, no database) with big ids, echoed: their answers fill
     # both socket buffers, and the listener's write buffer, while we never read.
-    request = b'{"path": "/token", "id": "' + b"i" * 30000 + b'"}\n'
+    request = b'{"path": "/token", "parameters": {"type": "PROBE"}, "id": "' + b"i" * 30000 + b'"}\n'
     try:
         for _ in range(1000):
             sock.sendall(request * 10)

@@ -1,1 +1,1 @@
-"""esipay v2: the path-based HTTP API of shared/contracts/esipay.md."""
+"""esipay v2: the path-based HTTP API (docs/esipay.md)."""

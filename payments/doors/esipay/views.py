@@ -16,19 +16,23 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from merchants.addresses import normalize_ip
 from merchants.models import Merchant
 from payments import cards, errors, outbound, services
-from payments.db import in_transaction
+from payments.db import require_no_transaction
+from payments.doors.http import caller_address
+from payments.money import format_amount
 from payments.models import Transaction
 from payments.states import Door
 
 logger = logging.getLogger(__name__)
 
 _CID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+# The merchant's refund id (``?ref=``): the same alphabet as a cid.
+_REF = _CID
 _TRANSACTION_ID = re.compile(r"[0-9]{1,18}\Z")
 # esipay.md: "a positive decimal with `.` and at most 2 decimals", written so:
-# "12.500" is refused here, even though the core's parser would read it.
+# "12.500" is refused here, even though the core's parser would read it. The
+# currency's own decimals (JPY: none, so "12.50" is refused) are the core's rule.
 _AMOUNT = re.compile(r"[0-9]+(\.[0-9]{1,2})?\Z")
 
 
@@ -42,6 +46,12 @@ _STATUS: dict[type[errors.PaymentError], int] = {
     errors.AcquirerFailure: 500,
     errors.ConfirmationFailed: 500,
     errors.PaymentInProgress: 500,
+    # The card may have been charged: never a 400 "declined". A repeat of the
+    # cid answers the outcome once the gateway has settled it.
+    errors.PaymentOutcomeUnknown: 500,
+    # Our configuration, not the merchant's request: staff must set limits or a currency.
+    errors.LimitsNotConfigured: 500,
+    errors.UnsupportedCurrency: 500,
 }
 
 
@@ -72,10 +82,7 @@ def _merchant_for(request: HttpRequest, raw_uuid: str) -> Merchant:
     merchant = Merchant.objects.filter(uuid=merchant_uuid).first()
     if merchant is None:
         raise _Refused(400, "unknown_merchant", "Unknown merchant uuid")
-    try:
-        caller = normalize_ip(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        caller = ""
+    caller = caller_address(request)  # REMOTE_ADDR, or X-Forwarded-For from a trusted proxy
     if not merchant.is_active or caller not in merchant.allowed_ips:
         logger.warning("esipay: merchant %s called from unregistered address %s", merchant.uuid, caller or "?")
         raise _Refused(403, "forbidden_address", "This address is not registered for the merchant")
@@ -86,10 +93,13 @@ def _return_url_confirms(merchant: Merchant, cid: str):  # type: ignore[no-untyp
     """esipay's confirmation: a form POST to the return URL must answer 200."""
 
     def confirm(txn: Transaction) -> tuple[bool, str]:
-        assert not in_transaction(), "no return-URL call inside a transaction"
+        require_no_transaction("return-URL call")
         response = outbound.post(
             merchant.callback_url,
-            data={"type": "card", "amount": f"{txn.amount:.2f}", "transaction": str(txn.pk), "cid": cid},
+            data={
+                "type": "card", "amount": format_amount(txn.amount, txn.currency), "transaction": str(txn.pk),
+                "cid": cid,
+            },
         )
         if response.ok:
             return True, ""
@@ -129,9 +139,23 @@ def card_payment(
         return _error(500, "internal_error", "Internal error: retry later")
     txn = result.transaction
     return JsonResponse(
-        {"transaction": txn.pk, "amount": f"{txn.amount:.2f}", "status": str(txn.status), "cid": cid,
-         "repeated": result.repeated}
+        {"transaction": txn.pk, "amount": format_amount(txn.amount, txn.currency), "status": str(txn.status),
+         "cid": cid, "repeated": result.repeated}
     )
+
+
+def _refund_reference(request: HttpRequest) -> str:
+    """The merchant's refund id from ``?ref=``: '' when absent, 400 when malformed.
+
+    Only the query string counts (GET or POST alike); given twice, it is refused
+    rather than one of the two silently chosen.
+    """
+    values = request.GET.getlist("ref")
+    if not values:
+        return ""
+    if len(values) > 1 or not _REF.match(values[0]):
+        raise _Refused(400, "invalid_ref", "ref must be given once, 1 to 64 letters, digits, '.', '_' or '-'")
+    return values[0]
 
 
 @csrf_exempt
@@ -141,8 +165,10 @@ def refund(request: HttpRequest, merchant: str, transaction: str, amount: str | 
         payee = _merchant_for(request, merchant)
         if not _TRANSACTION_ID.match(transaction):
             raise errors.TransactionNotFound()
+        reference = _refund_reference(request)
         accepted = services.refund_request(
-            transaction_id=int(transaction), merchant_pk=payee.pk, amount=None if amount is None else _amount(amount)
+            transaction_id=int(transaction), merchant_pk=payee.pk,
+            amount=None if amount is None else _amount(amount), reference=reference,
         )
     except _Refused as exc:
         return _error(exc.status, exc.code, exc.message)
@@ -151,7 +177,8 @@ def refund(request: HttpRequest, merchant: str, transaction: str, amount: str | 
     except Exception:
         logger.exception("esipay refund failed")
         return _error(500, "internal_error", "Internal error: retry later")
+    currency = accepted.transaction.currency
     return JsonResponse(
-        {"transaction": accepted.transaction_id, "refund": accepted.pk, "amount": f"{accepted.amount:.2f}",
-         "status": str(accepted.status)}
+        {"transaction": accepted.transaction_id, "refund": accepted.pk, "ref": accepted.reference or None,
+         "amount": format_amount(accepted.amount, currency), "status": str(accepted.status)}
     )

@@ -1,4 +1,4 @@
-"""Start the terminal listener (the protocol lives in terminals.server)."""
+"""Start the terminal listener (the protocol lives in terminals.server, the plumbing in listeners)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,10 @@ from terminals.server import serve
 
 
 class Command(BaseCommand):
-    help = "Run the terminal listener (JSON lines and HTTP on one port)."
+    help = (
+        "Run the terminal listener (JSON lines and HTTP on one port). Prints 'listening on HOST:PORT' when "
+        "ready; SIGTERM stops accepting, lets requests in flight finish (TERMINAL_DRAIN_SECONDS) and exits 0."
+    )
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
@@ -17,7 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=9000, help="0 picks a free port (printed)")
         parser.add_argument(
             "--workers", type=int, default=int(os.environ.get("TERMINAL_WORKERS", "1")),
-            help="processes sharing the port with SO_REUSEPORT (default 1, or TERMINAL_WORKERS)",
+            help="processes sharing the port with SO_REUSEPORT, a dead one restarted "
+                 "(default 1, or TERMINAL_WORKERS)",
         )
 
     def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,1 @@
+"""Clients of the gateway's APIs, for merchants' developers (no Django needed)."""
