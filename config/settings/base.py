@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "payments",
     "payments.iotp",  # IOTP session records (the IOTP door, payments/doors/iotp)
     "backoffice",  # after django.contrib.auth: it re-registers the user and group admins
+    "setgateway",
 ]
 
 MIDDLEWARE = [
@@ -336,3 +337,25 @@ SECURE_API_IDEMPOTENCY_LEASE_SECONDS = env.int("SECURE_API_IDEMPOTENCY_LEASE_SEC
 # API calls are listed in the back office this long.
 SECURE_API_CALL_LOG_DAYS = env.int("SECURE_API_CALL_LOG_DAYS", default=90)
 CELERY_BEAT_SCHEDULE["prune-secure-api"] = {"task": "secure_api.prune", "schedule": 300.0}
+
+# --- SET gateway (docs/set-gateway.md) ----------------------------------------
+# Timers of the spec: t30 for Greeting/Authenticating, t120 for our Closing.
+SET_T30_SECONDS = env.float("SET_T30_SECONDS", default=30.0)
+SET_T120_SECONDS = env.float("SET_T120_SECONDS", default=120.0)
+SET_MAX_OUTSTANDING = env.int("SET_MAX_OUTSTANDING", default=16)
+SET_MAX_MESSAGE_BYTES = env.int("SET_MAX_MESSAGE_BYTES", default=1024 * 1024)
+# Greet addresses registered to no SET merchant with a challenge instead of -ERR.
+SET_ACCEPT_UNKNOWN_ADDRESSES = env.bool("SET_ACCEPT_UNKNOWN_ADDRESSES", default=False)
+# A request being worked on holds its ids this long; a repeat after that (its
+# process died) takes it over. Longer than any request may take.
+SET_REQUEST_LEASE_SECONDS = env.float("SET_REQUEST_LEASE_SECONDS", default=60.0)
+# A repeat that finds its first request still being worked on waits this long.
+SET_REPEAT_WAIT_SECONDS = env.float("SET_REPEAT_WAIT_SECONDS", default=10.0)
+# Each gateway process publishes its live connections this often (back office).
+SET_LIVE_PUBLISH_SECONDS = env.float("SET_LIVE_PUBLISH_SECONDS", default=5.0)
+# An Open connection with nothing outstanding this long gets our close ("idle-connection").
+SET_IDLE_TIMEOUT_SECONDS = env.float("SET_IDLE_TIMEOUT_SECONDS", default=600.0)
+SET_MAX_CONNECTIONS = env.int("SET_MAX_CONNECTIONS", default=10000)
+SET_MAX_CONNECTIONS_PER_ADDRESS = env.int("SET_MAX_CONNECTIONS_PER_ADDRESS", default=256)
+# Threads (each with its own persistent database connection) per gateway process.
+SET_DB_THREADS = env.int("SET_DB_THREADS", default=8)

@@ -25,6 +25,7 @@ wire format. The modules, by subject:
   challenge-response), on top of ``lifecycle``;
 - ``verification``: a card checked before it is kept on file (zero-amount authorization);
 - ``cancellations``: voiding a payment that is not settled yet (captures of the day too);
+- ``references``: payments named by the merchant's own reference (SET transId);
 - ``sql``: what the hand-written hot-path SQL shares.
 
 Callers import from ``payments.services`` only: the names below are the
@@ -78,6 +79,7 @@ from .iotp import (
 )
 from .lifecycle import payment_cancel_open, payment_continue, payment_fail, payment_open, payment_resume, payment_suspend
 from .reconciliation import payments_resolve_unknown, payments_void_unconfirmed, transaction_resolve
+from .references import payment_by_reference
 from .refunds import refund_execute, refund_request
 from .tokens import ClaimedToken, token_issue
 from .cancellations import AlreadyCancelled, AlreadySettled, payment_cancel
@@ -136,6 +138,7 @@ __all__ = [
     "payment_authorization_send",
     "payment_authorization_send_async",
     "payment_authorize",
+    "payment_by_reference",
     "payment_capture",
     "payment_card_confirmed",
     "payment_sale_start",

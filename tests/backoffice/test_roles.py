@@ -30,6 +30,8 @@ GATEWAY_LISTS = {
     "/admin/payments/webhookendpoint/", "/admin/payments/event/", "/admin/backoffice/auditentry/",
     "/admin/iotp/iotppayment/", "/admin/iotp/iotpmerchantbrands/",
     "/admin/secure_api/merchantapiaccess/", "/admin/secure_api/apicall/",
+    "/admin/setgateway/setsettings/", "/admin/setgateway/liveconnection/", "/admin/setgateway/diagnosticlog/",
+    "/admin/setgateway/setexchange/",
 }
 STAFF_LISTS = {"/admin/auth/user/", "/admin/auth/group/"}
 _MASK = re.compile(r"(\d*)\*+(\d*)")

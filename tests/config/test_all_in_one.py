@@ -43,7 +43,7 @@ def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-d
 
 @pytest.mark.timeout(180)
 def test_make_run_serves_esipay_refunds_by_celery_and_delivers_webhooks(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    web, esipay, terminals = free_port(), free_port(), free_port()
+    web, esipay, terminals, set_port, set_diag = free_port(), free_port(), free_port(), free_port(), free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
         "DJANGO_SETTINGS_MODULE": "config.settings.dev", "GATEWAY_VAR_DIR": str(tmp_path / "var"),
@@ -61,7 +61,8 @@ def test_make_run_serves_esipay_refunds_by_celery_and_delivers_webhooks(tmp_path
     ).stdout)
     log = open(tmp_path / "runall.log", "w")  # noqa: SIM115
     run = subprocess.Popen(
-        [*manage, "runall", "--web-port", str(web), "--esipay-port", str(esipay), "--terminal-port", str(terminals)],
+        [*manage, "runall", "--web-port", str(web), "--esipay-port", str(esipay), "--terminal-port", str(terminals),
+         "--set-port", str(set_port), "--set-diag-port", str(set_diag)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
@@ -98,6 +99,23 @@ def test_make_run_serves_esipay_refunds_by_celery_and_delivers_webhooks(tmp_path
         with sqlite3.connect(db) as conn:
             types = sorted(t for (t,) in conn.execute("SELECT type FROM payments_event"))
         assert types == ["payment.succeeded", "refund.succeeded"]
+
+        # The SET gateway is up too, for the demo merchant's printed credentials.
+        from decimal import Decimal
+
+        from setgateway.client import BlockingSetClient
+
+        def set_authorized():  # type: ignore[no-untyped-def]
+            try:
+                with BlockingSetClient("127.0.0.1", set_port, transport_id=seeded["set"]["transport_id"],
+                                       secret=seeded["set"]["secret"], timeout=10) as gateway:
+                    answer = gateway.authorize("set-demo-1", pan="4242424242424242", expiry=f"{year}12",
+                                               amount=Decimal("3.00"))
+            except (OSError, TimeoutError):
+                return False
+            return answer.status == "approved"
+
+        wait_for(set_authorized, 60, "the SET gateway to authorize")
     finally:
         run.send_signal(signal.SIGTERM)
         code = run.wait(timeout=60)

@@ -18,7 +18,7 @@ def test_create_merchant_prints_api_keys_that_work() -> None:
     out = io.StringIO()
     call_command("create_merchant", "--name", "Keyed Shop", "--currency", "gbp", stdout=out)
     printed = json.loads(out.getvalue())  # one JSON object, nothing else
-    assert set(printed) == {"uuid", "name", "app_id", "app_key", "data_key"}
+    assert set(printed) == {"uuid", "name", "app_id", "app_key", "data_key", "set_transport_id", "set_secret"}
     merchant = Merchant.objects.get(uuid=printed["uuid"])
     assert merchant.app_id == printed["app_id"] and merchant.currency == "GBP"
     pair = ApiKeyPair.objects.get(merchant=merchant)

@@ -5,8 +5,10 @@ import json
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from merchants.services import merchant_provision
+from setgateway.credentials import set_credentials_for
 
 
 class Command(BaseCommand):
@@ -20,16 +22,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
         try:
-            merchant, keys = merchant_provision(
-                name=options["name"],
-                allowed_ips=options["allowed_ips"],
-                callback_url=options["callback_url"],
-                currency=options["currency"].upper(),
-            )
+            with transaction.atomic():  # the merchant and all its credentials, or nothing
+                merchant, keys = merchant_provision(
+                    name=options["name"],
+                    allowed_ips=options["allowed_ips"],
+                    callback_url=options["callback_url"],
+                    currency=options["currency"].upper(),
+                )
+                set_credentials = set_credentials_for(merchant)
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
-        # The API keys exist in clear only here (operations.md): shown once.
+        # The API keys and the SET secret exist in clear only here (operations.md): shown once.
         self.stdout.write(json.dumps({
             "uuid": str(merchant.uuid), "name": merchant.name,
             "app_id": keys.app_id, "app_key": keys.app_key, "data_key": keys.data_key,
+            **set_credentials,
         }))

@@ -3,6 +3,7 @@
 - web: back office, esipay and the demo merchant's pages on :8000;
 - esipay: the same web app bound to :6543 too (esipay's documented port);
 - terminals: the terminal listener on :9000;
+- set: the SET gateway on :9100, its diagnostic log port on :9101;
 - worker and beat: a real Celery worker and scheduler, on the embedded
   filesystem broker unless ``CELERY_BROKER_URL`` names a real one.
 
@@ -24,13 +25,15 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Run the web app, esipay, the terminal listener and a Celery worker and beat together (development)."
+    help = "Run the web app, esipay, the terminal listener, the SET gateway and a Celery worker and beat together (development)."
 
     def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--web-port", type=int, default=8000)
         parser.add_argument("--esipay-port", type=int, default=6543)
         parser.add_argument("--terminal-port", type=int, default=9000)
+        parser.add_argument("--set-port", type=int, default=9100)
+        parser.add_argument("--set-diag-port", type=int, default=9101)
 
     def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
         host = options["host"]
@@ -41,6 +44,8 @@ class Command(BaseCommand):
             "web": [*manage, "runserver", "--noreload", f"{host}:{options['web_port']}"],
             "esipay": [*manage, "runserver", "--noreload", f"{host}:{options['esipay_port']}"],
             "terminals": [*manage, "runterminalserver", "--host", host, "--port", str(options["terminal_port"])],
+            "set": [*manage, "runsetgateway", "--host", host, "--port", str(options["set_port"]),
+                    "--diag-port", str(options["set_diag_port"])],
             "worker": [*celery, "worker", "-l", "INFO", "--concurrency", "2", "-n", "gateway@%h",
                        "--without-gossip", "--without-mingle"],
             "beat": [*celery, "beat", "-l", "INFO", "-s", settings.CELERY_BEAT_SCHEDULE_FILENAME],
@@ -51,6 +56,7 @@ class Command(BaseCommand):
             f"\nBack office:       http://{host}:{options['web_port']}/admin/\n"
             f"esipay:            http://{host}:{options['esipay_port']}/cardpay/... (and on :{options['web_port']})\n"
             f"Terminal listener: {host}:{options['terminal_port']} (JSON lines or HTTP)\n"
+            f"SET gateway:       {host}:{options['set_port']} (diagnostic log {host}:{options['set_diag_port']})\n"
             f"Celery:            worker + beat on the {broker} broker"
             f"{' (embedded, under var/broker/)' if broker == 'filesystem' else ''}\n"
             f"  try: curl -u TERMINAL_ID:SECRET 'http://{host}:{options['terminal_port']}/token?type=CARD'\n"

@@ -17,6 +17,7 @@ from merchants.models import Merchant
 from merchants.services import merchant_create
 from payments import outbox
 from payments.models import WebhookEndpoint
+from setgateway.credentials import set_demo_credentials
 from terminals.models import Terminal
 from terminals.services import terminal_create, terminal_rotate_secret
 
@@ -66,6 +67,7 @@ class Command(BaseCommand):
             else:
                 secret = terminal_rotate_secret(terminal=terminal)
             terminals.append({"label": label, "terminal_id": terminal.terminal_id, "secret": secret})
+        set_credentials = set_demo_credentials(merchant=merchant)
         User = get_user_model()
         password = secrets.token_urlsafe(12)
         user = User.objects.filter(username="admin").first() or User(username="admin", email="admin@example.com")
@@ -76,6 +78,7 @@ class Command(BaseCommand):
             "merchant": {"name": merchant.name, "uuid": str(merchant.uuid), "return_url": return_url},
             "webhook": {"url": webhook_url, "secret": webhook_secret},
             "terminals": terminals,
+            "set": set_credentials,
             "staff": {"username": "admin", "password": password},
         }
         if options["json"]:
@@ -85,6 +88,8 @@ class Command(BaseCommand):
         for t in terminals:
             self.stdout.write(f"  {t['label']}: terminal_id={t['terminal_id']} secret={t['secret']}")
         self.stdout.write(f"  Webhook endpoint: {webhook_url} secret={webhook_secret}")
+        self.stdout.write(f"  SET gateway: transport_id={set_credentials['transport_id']} "
+                          f"secret={set_credentials['secret']}")
         self.stdout.write(f"Back office login: admin / {password}")
         self.stdout.write(
             f"Try esipay: curl -i {options['esipay_url'].rstrip('/')}/cardpay/"
