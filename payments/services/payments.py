@@ -54,9 +54,20 @@ from ..models import Transaction
 from ..money import exponent, parse_amount
 from ..states import LIVE_STATUSES, AcquirerOperation, Door, EventType, PaymentMethod, TransactionStatus
 from .acquiring import acquirer_answer, acquirer_answer_async
-from .screening import ScreenedCard, amount_or_none, screen_card, screen_check
+from .screening import (
+    CardDraft,
+    RuleFacts,
+    ScreenedCard,
+    amount_or_none,
+    card_decide,
+    card_draft,
+    card_facts_wanted,
+    check_decide,
+    rule_facts,
+    screen_card,
+)
 from .sql import TXN, plain
-from .tokens import token_claim_try
+from .tokens import ClaimedToken, token_claim_try, token_held
 
 logger = logging.getLogger(__name__)
 
@@ -107,41 +118,31 @@ def payment_sale_start(
     check_number: object = None,
 ) -> AuthorizationStep:
     """Phase 1 of a terminal's sale: the token, the gateway's rules, and the
-    attempt committed as ``processing`` (or as declined, raising its error)."""
+    attempt committed as ``processing`` (or as declined, raising its error).
+
+    The threaded database path (Django's connection, any database); the
+    async PostgreSQL path (``sale_async``) decides with the same ``sale_*``
+    functions below on the same facts.
+    """
     failure: PaymentError | None = None
     pan = ""
     try:
         with db_transaction.atomic():
             claimed = token_claim_try(terminal_pk=terminal_pk, value=token, method=method)
-            txn = Transaction(
-                merchant_id=claimed.merchant_pk,
-                terminal_id=terminal_pk,
-                token_id=claimed.pk,
-                door=Door.TERMINAL,
-                method=method,
-                currency=claimed.currency,
-            )
+            txn = sale_transaction(terminal_pk=terminal_pk, token=claimed, method=method)
             try:
-                if method == PaymentMethod.CHECK:
-                    txn.check_number, txn.amount = screen_check(
-                        check_number=check_number, amount=amount, currency=claimed.currency, token_pk=claimed.pk
+                try:
+                    draft = sale_draft(
+                        method=method, card_number=card_number, card_type=card_type, pin=pin,
+                        check_number=check_number,
                     )
-                else:
-                    screened = screen_card(
-                        card_number=card_number,
-                        policy=cards.TERMINAL_PAN,
-                        amount=amount,
-                        currency=claimed.currency,
-                        card_type=card_type,
-                        pin=pin,
-                        require_pin=method == PaymentMethod.CARD,
-                        contactless=method == PaymentMethod.CONTACTLESS,
-                        token_pk=claimed.pk,
-                    )
-                    pan = screened.pan
-                    _fill_card(txn, screened)
-                    txn.amount = screened.amount
-                _txn_insert_processing(txn)
+                except PaymentError:
+                    if token_held(claimed.pk):
+                        raise TokenInvalid() from None
+                    raise
+                facts = rule_facts(**sale_facts_wanted(draft), currency=claimed.currency, token_pk=claimed.pk)
+                pan = sale_decide(txn, draft, facts, amount=amount)
+                _txn_insert(txn)
             except TokenInvalid:
                 raise  # not an attempt: rolls back, the try is not used
             except PaymentError as exc:
@@ -155,6 +156,55 @@ def payment_sale_start(
         raise
     if failure is not None:
         raise failure
+    return sale_step(txn, pan=pan)
+
+
+# --- A terminal sale's rules, shared by both database paths --------------------------------
+
+SaleDraft = CardDraft | str  # a card's draft, or a valid check number
+
+
+def sale_transaction(*, terminal_pk: int, token: ClaimedToken, method: PaymentMethod) -> Transaction:
+    return Transaction(
+        merchant_id=token.merchant_pk, terminal_id=terminal_pk, token_id=token.pk, door=Door.TERMINAL,
+        method=method, currency=token.currency,
+    )
+
+
+def sale_draft(
+    *, method: PaymentMethod, card_number: object, card_type: str, pin: object, check_number: object
+) -> SaleDraft:
+    """The sale's rules that need no database (104, 100; 105 for a check)."""
+    if method == PaymentMethod.CHECK:
+        return cards.check_validate(check_number)
+    return card_draft(
+        card_number=card_number, policy=cards.TERMINAL_PAN, card_type=card_type, pin=pin,
+        require_pin=method == PaymentMethod.CARD, contactless=method == PaymentMethod.CONTACTLESS,
+    )
+
+
+def sale_facts_wanted(draft: SaleDraft) -> dict[str, object]:
+    """What ``screening.facts_statement`` must read for this sale."""
+    return {"check": draft} if isinstance(draft, str) else card_facts_wanted(draft)
+
+
+def sale_decide(txn: Transaction, draft: SaleDraft, facts: RuleFacts, *, amount: object) -> str:
+    """The sale's rules on the database's facts; fills ``txn`` as ``processing``
+    (amount, card) and returns the card number to send, or raises the rule's error."""
+    if isinstance(draft, str):
+        txn.check_number, txn.amount = check_decide(draft, facts, amount=amount, currency=txn.currency)
+        pan = ""
+    else:
+        screened = card_decide(draft, facts, amount=amount, currency=txn.currency)
+        _fill_card(txn, screened)
+        txn.amount = screened.amount
+        pan = screened.pan
+    txn.status = TransactionStatus.PROCESSING
+    txn.operation = AcquirerOperation.AUTHORIZE
+    return pan
+
+
+def sale_step(txn: Transaction, *, pan: str) -> AuthorizationStep:
     return _step(txn, pan=pan, capture=True)
 
 
@@ -243,11 +293,12 @@ def _fill_card(txn: Transaction, screened: ScreenedCard) -> None:
     txn.card_brand = screened.brand
 
 
-def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, card_number: object) -> None:
-    """Keep a declined attempt for staff, when there is an amount to show."""
+def declined_fields(txn: Transaction, exc: PaymentError, *, amount: object, card_number: object) -> bool:
+    """Fill ``txn`` as a declined attempt; False when there is no amount to show
+    (then no row is kept)."""
     value = amount_or_none(amount, currency=txn.currency)
     if value is None:
-        return
+        return False
     txn.amount = value
     if isinstance(card_number, str) and not txn.card_fingerprint:
         try:
@@ -259,8 +310,16 @@ def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, car
             txn.card_fingerprint, txn.card_bin, txn.card_last4 = facts.fingerprint, facts.bin, facts.last4
             txn.card_brand = cards.card_brand(pan)  # the number's, whatever the terminal claimed
     txn.status = TransactionStatus.DECLINED
+    txn.operation = ""
     txn.failure_code = exc.code
     txn.failure_message = exc.message[:255]
+    return True
+
+
+def _record_declined(txn: Transaction, exc: PaymentError, *, amount: object, card_number: object) -> None:
+    """Keep a declined attempt for staff, when there is an amount to show."""
+    if not declined_fields(txn, exc, amount=amount, card_number=card_number):
+        return
     with db_transaction.atomic():
         txn.save()
         outbox.event_emit(type=EventType.PAYMENT_FAILED, transaction=txn)

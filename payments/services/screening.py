@@ -13,6 +13,7 @@ currency is refused (LimitsNotConfigured), never unlimited.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -52,17 +53,36 @@ class RuleFacts:
     token_held: bool
 
 
-def rule_facts(
+class Expr(str):
+    """A SQL expression standing for a value in ``facts_statement`` (the async
+    path's lateral ``term.currency``, ``tok.id``), where a plain value is a parameter."""
+
+
+def _value(value: object, params: list[object]) -> str:
+    if isinstance(value, Expr):
+        return str(value)
+    params.append(value)
+    return "%s"
+
+
+def facts_statement(
     *, pan: str = "", pin: str = "", check: str = "", limit_kinds: list[str] | None = None,
-    currency: str = "", token_pk: int | None = None,
-) -> RuleFacts:
-    """Bans (card, BIN, PIN, check), the applicable limits and whether the token
-    is held, in one round trip."""
+    currency: object = "", token: object = None,
+) -> tuple[str, list[object]] | None:
+    """The one statement that reads what the rules need of the database: bans hit
+    (card, BIN, PIN, check), the applicable limits, whether the token is held.
+
+    Rows of (what, kind, amount); None when there is nothing to ask. Both
+    database paths run it (the threaded one as is, the async one inside its
+    facts statement, with ``Expr`` for values it reads in the same statement).
+    """
     parts: list[str] = []
     params: list[object] = []
-    if token_pk is not None:
-        parts.append(f"SELECT 'held', '', CAST(NULL AS NUMERIC) WHERE EXISTS ({SQL_TOKEN_HELD})")
-        params.append(token_pk)
+    if token is not None:
+        parts.append(
+            "SELECT 'held', '', CAST(NULL AS NUMERIC) WHERE EXISTS ("
+            + SQL_TOKEN_HELD.replace("%s", _value(token, params)) + ")"
+        )
     conditions: list[str] = []
     if pan:
         prefixes = cards.bin_prefixes(pan)
@@ -79,26 +99,46 @@ def rule_facts(
     if conditions:
         parts.append(f"SELECT 'ban', kind, CAST(NULL AS NUMERIC) FROM {BAN} WHERE {' OR '.join(conditions)}")
     if limit_kinds:
+        where = _value(currency, params)
         parts.append(
             f"SELECT 'limit', kind, max_amount FROM {LIMIT} "
-            f"WHERE currency = %s AND kind IN ({', '.join(['%s'] * len(limit_kinds))})"
+            f"WHERE currency = {where} AND kind IN ({', '.join(['%s'] * len(limit_kinds))})"
         )
-        params += [currency, *limit_kinds]
+        params += list(limit_kinds)
+    if not parts:
+        return None
+    return " UNION ALL ".join(parts), params
+
+
+def facts_from_rows(rows: Iterable[tuple[str, str, object]], *, currency: str) -> RuleFacts:
     banned: set[str] = set()
     limits: dict[str, Decimal] = {}
     held = False
-    if parts:
-        with connection.cursor() as cursor:
-            cursor.execute(" UNION ALL ".join(parts), params)
-            for what, kind, amount in cursor.fetchall():
-                if what == "held":
-                    held = True
-                elif what == "ban":
-                    banned.add(kind)
-                else:
-                    # SQLite hands numerics back as float or int: go through str.
-                    limits[kind] = in_currency(Decimal(str(amount)), currency)
+    for what, kind, amount in rows:
+        if what == "held":
+            held = True
+        elif what == "ban":
+            banned.add(kind)
+        else:
+            # SQLite hands numerics back as float or int: go through str.
+            limits[kind] = in_currency(Decimal(str(amount)), currency)
     return RuleFacts(banned=frozenset(banned), limits=limits, token_held=held)
+
+
+def rule_facts(
+    *, pan: str = "", pin: str = "", check: str = "", limit_kinds: list[str] | None = None,
+    currency: str = "", token_pk: int | None = None,
+) -> RuleFacts:
+    """Bans (card, BIN, PIN, check), the applicable limits and whether the token
+    is held, in one round trip (Django's connection)."""
+    statement = facts_statement(
+        pan=pan, pin=pin, check=check, limit_kinds=limit_kinds, currency=currency, token=token_pk
+    )
+    if statement is None:
+        return RuleFacts(banned=frozenset(), limits={}, token_held=False)
+    with connection.cursor() as cursor:
+        cursor.execute(*statement)
+        return facts_from_rows(cursor.fetchall(), currency=currency)
 
 
 def _limit_kinds(*, brand: str, contactless: bool) -> list[str]:
@@ -125,6 +165,67 @@ def _enforce_limits(
         raise LimitExceeded(brand_limit, contactless=False, places=places)
 
 
+@dataclass(frozen=True)
+class CardDraft:
+    """What the rules know of a card payment before the database's facts."""
+
+    pan: str = field(repr=False)
+    brand: str
+    pin: str = field(repr=False)  # a well-formed PIN, or ""
+    pin_error: bool
+    limit_kinds: list[str]
+    contactless: bool
+
+
+def card_draft(
+    *,
+    card_number: object,
+    policy: cards.PanPolicy,
+    card_type: str = "",
+    pin: object = None,
+    require_pin: bool = False,
+    contactless: bool = False,
+) -> CardDraft:
+    """The rules that need no database: number format and Luhn (104), network
+    matches ``card_type`` (100); the PIN's format is noted, refused later (103)."""
+    pan = cards.card_validate(card_number, policy)
+    brand = cards.card_brand(pan)
+    if card_type and not cards.network_matches(card_type, pan):
+        raise InvalidRequest(f"card_type {card_type} is not the card number's network ({cards.NETWORK[brand]})")
+    pin_ok = ""
+    pin_error = False
+    if require_pin:
+        try:
+            pin_ok = cards.pin_validate(pin)
+        except InvalidPin:
+            pin_error = True
+    return CardDraft(
+        pan=pan, brand=brand, pin=pin_ok, pin_error=pin_error,
+        limit_kinds=_limit_kinds(brand=brand, contactless=contactless), contactless=contactless,
+    )
+
+
+def card_decide(draft: CardDraft, facts: RuleFacts, *, amount: object, currency: str) -> ScreenedCard:
+    """The rules on the database's facts, in the contract's order: token held
+    (107) → ban (101) → PIN (103) → amount (109) → limit (106)."""
+    if facts.token_held:
+        raise TokenInvalid()
+    if BanKind.CARD in facts.banned or BanKind.BIN in facts.banned:
+        raise CardBanned()
+    if draft.pin_error or BanKind.PIN in facts.banned:
+        raise InvalidPin()
+    value = parse_amount(amount, currency=currency)
+    _enforce_limits(
+        amount=value, limits=facts.limits, kinds=draft.limit_kinds, currency=currency, contactless=draft.contactless
+    )
+    return ScreenedCard(pan=draft.pan, facts=cards.card_facts(draft.pan), brand=draft.brand, amount=value)
+
+
+def card_facts_wanted(draft: CardDraft) -> dict[str, object]:
+    """``facts_statement``'s arguments for a card payment."""
+    return {"pan": draft.pan, "pin": draft.pin, "limit_kinds": draft.limit_kinds}
+
+
 def screen_card(
     *,
     card_number: object,
@@ -146,47 +247,20 @@ def screen_card(
     payment is 107 before all of them.
     """
     try:
-        pan = cards.card_validate(card_number, policy)
-        brand = cards.card_brand(pan)
-        if card_type and not cards.network_matches(card_type, pan):
-            raise InvalidRequest(
-                f"card_type {card_type} is not the card number's network ({cards.NETWORK[brand]})"
-            )
+        draft = card_draft(
+            card_number=card_number, policy=policy, card_type=card_type, pin=pin, require_pin=require_pin,
+            contactless=contactless,
+        )
     except PaymentError:
         if token_pk is not None and token_held(token_pk):
             raise TokenInvalid() from None
         raise
-    pin_ok = ""
-    pin_error = False
-    if require_pin:
-        try:
-            pin_ok = cards.pin_validate(pin)
-        except InvalidPin:
-            pin_error = True
-    kinds = _limit_kinds(brand=brand, contactless=contactless)
-    facts = rule_facts(pan=pan, pin=pin_ok, limit_kinds=kinds, currency=currency, token_pk=token_pk)
-    if facts.token_held:
-        raise TokenInvalid()
-    if BanKind.CARD in facts.banned or BanKind.BIN in facts.banned:
-        raise CardBanned()
-    if pin_error or BanKind.PIN in facts.banned:
-        raise InvalidPin()
-    value = parse_amount(amount, currency=currency)
-    _enforce_limits(amount=value, limits=facts.limits, kinds=kinds, currency=currency, contactless=contactless)
-    return ScreenedCard(pan=pan, facts=cards.card_facts(pan), brand=brand, amount=value)
+    facts = rule_facts(**card_facts_wanted(draft), currency=currency, token_pk=token_pk)
+    return card_decide(draft, facts, amount=amount, currency=currency)
 
 
-def screen_check(
-    *, check_number: object, amount: object, currency: str, token_pk: int | None = None
-) -> tuple[str, Decimal]:
-    """Number format (105) → ban (102) → amount (109); a held token is 107 first."""
-    try:
-        check = cards.check_validate(check_number)
-    except PaymentError:
-        if token_pk is not None and token_held(token_pk):
-            raise TokenInvalid() from None
-        raise
-    facts = rule_facts(check=check, token_pk=token_pk)
+def check_decide(check: str, facts: RuleFacts, *, amount: object, currency: str) -> tuple[str, Decimal]:
+    """A check's rules on the database's facts: token held (107) → ban (102) → amount (109)."""
     if facts.token_held:
         raise TokenInvalid()
     if BanKind.CHECK in facts.banned:

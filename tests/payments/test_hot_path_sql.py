@@ -75,7 +75,7 @@ def _rule_facts_sql(monkeypatch) -> str:  # type: ignore[no-untyped-def]
 
 STATEMENTS = {
     "token issue": lambda mp: tokens._SQL_TOKEN_ISSUE,
-    "token claim": lambda mp: tokens._SQL_TOKEN_CLAIM,
+    "token claim": lambda mp: tokens.SQL_TOKEN_CLAIM,
     "token held": lambda mp: tokens.SQL_TOKEN_HELD,
     "transaction insert": lambda mp: payments._SQL_TXN_INSERT,
     "acquirer outcome": lambda mp: _outcome_statement()["statement"],
@@ -109,4 +109,4 @@ def test_the_insert_writes_every_column_of_the_model() -> None:
 def test_explain_would_catch_a_renamed_column() -> None:
     """The check itself can fail: a statement naming a column the table lacks."""
     with pytest.raises(Exception), transaction.atomic():
-        _explain(tokens._SQL_TOKEN_CLAIM.replace("tries_used", "tries_spent", 1))
+        _explain(tokens.SQL_TOKEN_CLAIM.replace("tries_used", "tries_spent", 1))
