@@ -164,19 +164,32 @@ def event_emit_with_change(
             if changed:
                 event_emit(type=type, transaction=transaction)
         return bool(changed)
-    public_id = "evt_" + secrets.token_hex(12)
+    sql, values, public_id = event_after_change_statement(
+        statement=statement, params=params, type=type, transaction=transaction
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            _SQL_EVENT_AFTER_CHANGE.format(statement=statement),
-            [*params, public_id, type.value, transaction.pk, json.dumps(transaction_data(transaction)),
-             timezone.now(), DeliveryStatus.PENDING.value],
-        )
+        cursor.execute(sql, values)
         changed, delivery_ids = cursor.fetchone()
     if delivery_ids:
         db_transaction.on_commit(lambda: enqueue_deliveries(delivery_ids))  # autocommit: at once
     if changed:
         logger.info("event %s %s transaction=%s deliveries=%d", public_id, type, transaction.pk, len(delivery_ids))
     return bool(changed)
+
+
+def event_after_change_statement(
+    *, statement: str, params: list[object], type: EventType, transaction: Transaction
+) -> tuple[str, list[object], str]:
+    """PostgreSQL's single statement for ``event_emit_with_change`` (also run by
+    the TCP doors' async path): the SQL, its parameters and the event's public id.
+    One row back: how many rows changed, and the deliveries' ids."""
+    public_id = "evt_" + secrets.token_hex(12)
+    return (
+        _SQL_EVENT_AFTER_CHANGE.format(statement=statement),
+        [*params, public_id, type.value, transaction.pk, json.dumps(transaction_data(transaction)),
+         timezone.now(), DeliveryStatus.PENDING.value],
+        public_id,
+    )
 
 
 def envelope(event: Event) -> bytes:

@@ -7,6 +7,12 @@ payment (``pay``) is three steps, so that no database thread waits for the
 acquirer: screen and record it (a database thread), ask the acquirer (its own
 pool, awaited on the event loop), record the answer (a database thread).
 No sockets here.
+
+On PostgreSQL the listener's hot path is asynchronous instead
+(``token_async``, ``pay_async``): the same services' async twins
+(``payments.services.sale_async``) on the listener's asyncpg pool, no
+thread at all; identification (once per connection) stays in the threads.
+Both paths answer the same bodies: the conformance suite checks it.
 """
 from __future__ import annotations
 
@@ -16,12 +22,22 @@ from typing import Any
 
 from django.db import connections
 
+from listeners.database import AsyncDatabase, DatabaseUnavailable, numbered
+
 from payments import cards, services
+from payments.services import sale_async
 from payments.acquirers.base import AcquirerResult
 from payments.errors import NotAuthorized, PaymentError
 
 from . import protocol
-from .services import TerminalIdentity, terminal_authenticate, terminal_identify_by_address, terminal_touch
+from .services import (
+    TerminalIdentity,
+    terminal_authenticate,
+    terminal_identify_by_address,
+    terminal_touch,
+    terminal_touch_due,
+    terminal_touch_statement,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +152,88 @@ def finish_payment(
         txn = services.payment_authorization_record(step, result)
     except PaymentError as exc:
         return protocol.error_for(exc)
+    return protocol.payment_body(
+        token=command.token,
+        method=command.method,
+        transaction=txn.pk,
+        amount=txn.amount,
+        currency=txn.currency,
+        card_type=command.card_type,
+        masked_card=cards.mask_pan(command.card_number) if command.card_number else "",
+        check_number=txn.check_number,
+    )
+
+
+# --- The async PostgreSQL path ----------------------------------------------------------
+
+Enqueue = Callable[[list[int]], None]
+
+
+async def _touch_async(db: AsyncDatabase, identity: TerminalIdentity) -> None:
+    if terminal_touch_due(pk=identity.pk):
+        sql, params = terminal_touch_statement(pk=identity.pk)
+        await db.execute(numbered(sql), params)
+
+
+async def token_async(db: AsyncDatabase, identity: TerminalIdentity, command: protocol.TokenCommand) -> dict[str, Any]:
+    """``execute`` on the async path."""
+    try:
+        await _touch_async(db, identity)
+        token = await sale_async.token_issue_async(
+            db, terminal_pk=identity.pk, payment_type=command.payment_type, try_count=command.try_count
+        )
+    except PaymentError as exc:
+        return protocol.error_for(exc)
+    except DatabaseUnavailable:
+        return protocol.error_body(111, "Declined internal error")
+    except Exception:
+        logger.exception("terminal request failed terminal=%s", identity.terminal_id)
+        return protocol.error_body(111, "Declined internal error")
+    return protocol.token_body(
+        value=token.value, payment_type=token.payment_type, created=token.created_at, expire=token.expires_at,
+        try_count=token.try_count,
+    )
+
+
+async def pay_async(
+    db: AsyncDatabase, enqueue: Enqueue, identity: TerminalIdentity, command: protocol.PaymentCommand
+) -> dict[str, Any]:
+    """``pay`` on the async path: facts, claim-and-record, acquirer, record.
+
+    ``enqueue`` hands webhook deliveries to the broker off the event loop."""
+    try:
+        await _touch_async(db, identity)
+        step, deliveries = await sale_async.payment_sale_start_async(
+            db,
+            terminal_pk=identity.pk,
+            token=command.token,
+            method=command.method,
+            amount=command.amount,
+            card_type=command.card_type,
+            card_number=command.card_number,
+            pin=command.pin,
+            check_number=command.check_number,
+        )
+    except PaymentError as exc:
+        enqueue(getattr(exc, "deliveries", []))
+        return protocol.error_for(exc)
+    except DatabaseUnavailable:
+        # Nothing was sent to the acquirer: nothing can have been charged. (An
+        # attempt committed unseen stays processing until the resolver declines it.)
+        return protocol.error_body(111, "Declined internal error")
+    except Exception:
+        logger.exception("terminal payment failed before the acquirer call terminal=%s", identity.terminal_id)
+        return protocol.error_body(111, "Declined internal error")
+    try:
+        result = await services.payment_authorization_send_async(step)
+        txn, deliveries = await sale_async.payment_authorization_record_async(db, step, result)
+    except PaymentError as exc:
+        return protocol.error_for(exc)
+    except Exception:
+        # After the acquirer was asked, a failure of ours hides its answer (see ``pay``).
+        logger.exception("terminal payment failed after the acquirer call terminal=%s", identity.terminal_id)
+        return protocol.outcome_unknown_body("internal error", step.transaction.pk)
+    enqueue(deliveries)
     return protocol.payment_body(
         token=command.token,
         method=command.method,

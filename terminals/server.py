@@ -40,6 +40,9 @@ from django.conf import settings
 from django.db import connections
 
 from listeners import Connection, Counters, Door, FrameTooLarge, LineFramer, Listener, ListenerConfig, supervisor
+from listeners.database import AsyncDatabase, dsn_from_django
+from payments import outbox
+from payments.services import sale_async
 
 from . import handlers, protocol
 from .framing import CONTINUE, HttpError, HttpFramer, framing_for
@@ -60,6 +63,11 @@ class TerminalConfig:
     max_frame_bytes: int = 64 * 1024
     max_buffered_bytes: int = 256 * 1024
     db_threads: int = 8
+    # "async": the hot path (tokens, payments) on an asyncpg pool (PostgreSQL
+    # only); "threads": everything in the database threads (any database).
+    database_path: str = "threads"
+    db_pool_size: int = 8
+    db_timeout: float = 5.0
     drain_seconds: float = 10.0
     counters_log_seconds: float = 60.0
 
@@ -74,6 +82,9 @@ class TerminalConfig:
             max_frame_bytes=settings.TERMINAL_MAX_FRAME_BYTES,
             max_buffered_bytes=settings.TERMINAL_MAX_BUFFERED_BYTES,
             db_threads=settings.TERMINAL_DB_THREADS,
+            database_path=database_path_for(settings.TERMINAL_DATABASE_PATH),
+            db_pool_size=settings.TERMINAL_DB_POOL_SIZE,
+            db_timeout=settings.TERMINAL_DB_TIMEOUT_SECONDS,
             drain_seconds=settings.TERMINAL_DRAIN_SECONDS,
             counters_log_seconds=settings.TERMINAL_COUNTERS_LOG_SECONDS,
         )
@@ -90,6 +101,18 @@ class TerminalConfig:
             drain_seconds=self.drain_seconds,
             counters_log_seconds=self.counters_log_seconds,
         )
+
+
+def database_path_for(setting: str) -> str:
+    """``TERMINAL_DATABASE_PATH``: "auto" is async on PostgreSQL, threads otherwise."""
+    vendor = connections["default"].vendor
+    if setting == "auto":
+        return "async" if vendor == "postgresql" else "threads"
+    if setting not in ("async", "threads"):
+        raise ValueError(f"TERMINAL_DATABASE_PATH must be auto, async or threads, not {setting!r}")
+    if setting == "async" and vendor != "postgresql":
+        raise ValueError("TERMINAL_DATABASE_PATH=async needs PostgreSQL")
+    return setting
 
 
 @dataclass
@@ -135,6 +158,12 @@ class TerminalListener(Door):
         self.counters = TerminalCounters()
         self.listener = Listener(self, self.config.limits(), counters=self.counters, name=self.name)
         self._executor = ThreadPoolExecutor(max_workers=self.config.db_threads, thread_name_prefix="terminal-db")
+        self._pg: AsyncDatabase | None = None
+        if self.config.database_path == "async":
+            self._pg = AsyncDatabase(
+                dsn_from_django(settings.DATABASES["default"]), size=self.config.db_pool_size,
+                timeout=self.config.db_timeout, application_name="gateway-terminal", init=sale_async.connection_init,
+            )
 
     # --- database calls, off the event loop ---------------------------------------------
 
@@ -143,7 +172,16 @@ class TerminalListener(Door):
 
     # --- lifecycle ----------------------------------------------------------------------
 
+    def _enqueue(self, deliveries: list[int]) -> None:
+        """Webhook deliveries to the broker, off the event loop (the outbox's
+        sweep sends any this misses)."""
+        if deliveries:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, outbox.enqueue_deliveries, deliveries)
+            future.add_done_callback(_log_enqueue_failure)
+
     async def start(self, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None) -> None:
+        if self._pg is not None:
+            await self._pg.start()
         await self.listener.start(host, port, sock=sock)
 
     @property
@@ -161,6 +199,8 @@ class TerminalListener(Door):
     async def stopped(self) -> None:
         # Each database thread closes its own connection (Django's are per thread):
         # one task per thread, held apart by a barrier.
+        if self._pg is not None:
+            await self._pg.close()
         barrier = threading.Barrier(self.config.db_threads)
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(
@@ -208,9 +248,13 @@ class TerminalListener(Door):
             return protocol.error_body(protocol.E_NOT_AUTHORIZED, "Terminal not authorized"), request
         if isinstance(command, protocol.PaymentCommand):
             # Database, acquirer and recording phases: no database thread waits for the acquirer.
+            if self._pg is not None:
+                return await handlers.pay_async(self._pg, self._enqueue, identity, command), request
             return await handlers.pay(self._db, identity, command), request
         if not isinstance(command, protocol.TokenCommand):  # /auth is the connection's, answered before
             raise TypeError(f"{type(command).__name__} is not a terminal request")
+        if self._pg is not None:
+            return await handlers.token_async(self._pg, identity, command), request
         return await self._db(handlers.execute, identity, command), request
 
     # --- JSON lines -----------------------------------------------------------------------
@@ -393,6 +437,11 @@ def _reason(status: int) -> bytes:
         return HTTPStatus(status).phrase.encode()
     except ValueError:
         return b""
+
+
+def _log_enqueue_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("webhook deliveries not enqueued (the outbox sweep will): %s", future.exception())
 
 
 def _close_db_connection(barrier: threading.Barrier | None = None) -> None:

@@ -116,11 +116,23 @@ _LAST_TOUCH: dict[int, float] = {}
 TOUCH_INTERVAL_SECONDS = 30.0
 
 
-def terminal_touch(*, pk: int) -> None:
-    """Record that a terminal was seen, at most once per interval per process
-    (a write per request would tax the hottest path for a minute's precision)."""
+def terminal_touch_due(*, pk: int) -> bool:
+    """Whether this process should record that terminal ``pk`` was seen now
+    (at most once per interval per process: a write per request would tax the
+    hottest path for a minute's precision). True also marks it done."""
     now = time.monotonic()
     if now - _LAST_TOUCH.get(pk, -TOUCH_INTERVAL_SECONDS) < TOUCH_INTERVAL_SECONDS:
-        return
+        return False
     _LAST_TOUCH[pk] = now
-    Terminal.objects.filter(pk=pk).update(last_seen_at=timezone.now())
+    return True
+
+
+def terminal_touch_statement(*, pk: int) -> tuple[str, list[object]]:
+    """The UPDATE of the async path (``%s`` placeholders; PostgreSQL only)."""
+    return f"UPDATE {Terminal._meta.db_table} SET last_seen_at = %s WHERE id = %s", [timezone.now(), pk]
+
+
+def terminal_touch(*, pk: int) -> None:
+    """Record that a terminal was seen (see ``terminal_touch_due``)."""
+    if terminal_touch_due(pk=pk):
+        Terminal.objects.filter(pk=pk).update(last_seen_at=timezone.now())

@@ -245,6 +245,13 @@ TERMINAL_MAX_CONNECTIONS = env.int("TERMINAL_MAX_CONNECTIONS", default=10000)
 TERMINAL_MAX_FRAME_BYTES = env.int("TERMINAL_MAX_FRAME_BYTES", default=64 * 1024)
 # Threads (each with its own persistent database connection) per listener process.
 TERMINAL_DB_THREADS = env.int("TERMINAL_DB_THREADS", default=8)
+# Where tokens and payments meet the database (docs/listeners.md): "auto" is
+# an asyncpg pool on the event loop with PostgreSQL, the threads otherwise;
+# "threads" forces the threads (any database). Pool size per process, and the
+# deadline of a statement (and of waiting for a pooled connection).
+TERMINAL_DATABASE_PATH = env.str("TERMINAL_DATABASE_PATH", default="auto")
+TERMINAL_DB_POOL_SIZE = env.int("TERMINAL_DB_POOL_SIZE", default=8)
+TERMINAL_DB_TIMEOUT_SECONDS = env.float("TERMINAL_DB_TIMEOUT_SECONDS", default=5.0)
 TERMINAL_DRAIN_SECONDS = env.float("TERMINAL_DRAIN_SECONDS", default=10.0)
 # Against unidentified connections (docs/terminal.md): connections per source
 # address per listener process (0: no cap), and seconds a connection has to

@@ -337,14 +337,20 @@ async def payment_authorization_send_async(step: AuthorizationStep) -> AcquirerR
     return await acquirer_answer_async(get_acquirer().authorize, step.request)
 
 
-def payment_authorization_record(step: AuthorizationStep, result: AcquirerResult) -> Transaction:
-    """Phase 3: the acquirer's answer and its event, by one conditional UPDATE.
+@dataclass(frozen=True)
+class OutcomePlan:
+    """How phase 3 records an acquirer's answer: the conditional UPDATE, and the
+    event that commits with it (None: an authorization waiting for its capture)."""
 
-    Raises Declined or AcquirerFailure for a refusal, and PaymentOutcomeUnknown
-    when the outcome is not known here: the answer is unknown, recording it
-    failed, or the resolver has taken the row over. The row then stays
-    ``processing`` for the resolver.
-    """
+    statement: str
+    params: list[object]
+    event: EventType | None
+
+
+def outcome_plan(step: AuthorizationStep, result: AcquirerResult) -> OutcomePlan:
+    """The acquirer's answer as changes of the transaction (applied to
+    ``step.transaction`` for the event's data); PaymentOutcomeUnknown when the
+    answer is unknown. Both database paths record through here."""
     txn, capture = step.transaction, step.request.capture
     if result.outcome is Outcome.UNKNOWN:
         logger.warning("payment %s: outcome unknown (%s), left to the resolver", txn.pk, result.reason)
@@ -375,17 +381,13 @@ def payment_authorization_record(step: AuthorizationStep, result: AcquirerResult
         event = EventType.PAYMENT_SUCCEEDED
     for name, value in changes.items():  # the event's data (if not applied, the caller gets an error)
         setattr(txn, name, value)
-    try:
-        if event is None:
-            applied = _txn_record_outcome(txn.pk, changes)
-        else:
-            applied = outbox.event_emit_with_change(
-                **_txn_outcome_statement(txn.pk, changes), type=event, transaction=txn
-            )
-    except DatabaseError as exc:
-        # Committed or not, nobody here can tell: the resolver will.
-        logger.warning("payment %s: the acquirer's answer could not be recorded (%s)", txn.pk, exc)
-        raise PaymentOutcomeUnknown("the answer could not be recorded", transaction_id=txn.pk) from exc
+    update = _txn_outcome_statement(txn.pk, changes)
+    return OutcomePlan(statement=update["statement"], params=update["params"], event=event)
+
+
+def outcome_settled(step: AuthorizationStep, result: AcquirerResult, *, applied: bool) -> Transaction:
+    """What the caller is told once the answer was recorded (``applied``) or not."""
+    txn = step.transaction
     if not applied:
         logger.warning("payment %s: answered after the resolver took it over; its answer is the resolver's", txn.pk)
         raise PaymentOutcomeUnknown("the answer came too late", transaction_id=txn.pk)
@@ -400,6 +402,32 @@ def payment_authorization_record(step: AuthorizationStep, result: AcquirerResult
     return txn
 
 
+def payment_authorization_record(step: AuthorizationStep, result: AcquirerResult) -> Transaction:
+    """Phase 3: the acquirer's answer and its event, by one conditional UPDATE.
+
+    Raises Declined or AcquirerFailure for a refusal, and PaymentOutcomeUnknown
+    when the outcome is not known here: the answer is unknown, recording it
+    failed, or the resolver has taken the row over. The row then stays
+    ``processing`` for the resolver.
+    """
+    plan = outcome_plan(step, result)
+    txn = step.transaction
+    try:
+        if plan.event is None:
+            with connection.cursor() as cursor:
+                cursor.execute(plan.statement, plan.params)
+                applied = cursor.rowcount == 1
+        else:
+            applied = outbox.event_emit_with_change(
+                statement=plan.statement, params=plan.params, type=plan.event, transaction=txn
+            )
+    except DatabaseError as exc:
+        # Committed or not, nobody here can tell: the resolver will.
+        logger.warning("payment %s: the acquirer's answer could not be recorded (%s)", txn.pk, exc)
+        raise PaymentOutcomeUnknown("the answer could not be recorded", transaction_id=txn.pk) from exc
+    return outcome_settled(step, result, applied=applied)
+
+
 def _txn_outcome_statement(pk: int, changes: dict[str, object]) -> dict[str, object]:
     """The acquirer's answer on a processing transaction: one UPDATE, precompiled
     (the ORM's own field preparation, without its query compiler)."""
@@ -411,13 +439,6 @@ def _txn_outcome_statement(pk: int, changes: dict[str, object]) -> dict[str, obj
     )
     values = [plain(f.get_db_prep_save(changes[f.name], connection)) for f in fields]
     return {"statement": sql, "params": [*values, pk, TransactionStatus.PROCESSING.value]}
-
-
-def _txn_record_outcome(pk: int, changes: dict[str, object]) -> bool:
-    update = _txn_outcome_statement(pk, changes)
-    with connection.cursor() as cursor:
-        cursor.execute(update["statement"], update["params"])
-        return cursor.rowcount == 1
 
 
 def _claim(*, transaction_id: int, merchant_pk: int, expected: str, operation: AcquirerOperation) -> Transaction:

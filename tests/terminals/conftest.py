@@ -20,6 +20,7 @@ from typing import Any
 import h11
 import pytest
 import simplejson
+from django.conf import settings
 
 from listeners.supervisor import new_event_loop
 from payments import services
@@ -71,8 +72,21 @@ class RunningListener:
         return self.listener.counters
 
 
+# The listener's database paths (docs/listeners.md): every test of a running
+# listener runs on each, so this directory is the conformance suite of the
+# two. The async path is PostgreSQL's; on SQLite only the threads exist.
+DATABASE_PATHS = (
+    ["threads", "async"] if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" else ["threads"]
+)
+
+
+@pytest.fixture(params=DATABASE_PATHS)
+def database_path(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def start_listener() -> Iterator[Callable[..., RunningListener]]:
+def start_listener(database_path: str) -> Iterator[Callable[..., RunningListener]]:
     """Factory: ``start_listener(idle_timeout=0.5, ...)`` → a running listener, stopped at teardown."""
     running: list[RunningListener] = []
 
@@ -84,6 +98,7 @@ def start_listener() -> Iterator[Callable[..., RunningListener]]:
                 "max_connections": 100,
                 "db_threads": 4,
                 "drain_seconds": 5.0,
+                "database_path": database_path,
                 **overrides,
             }
         )

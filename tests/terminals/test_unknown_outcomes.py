@@ -14,7 +14,9 @@ import pytest
 from django.db import OperationalError, connection
 from django.utils import timezone
 
+from listeners.database import AsyncDatabase, DatabaseUnavailable
 from payments import outbox, services
+from payments.services import sale_async
 from payments.acquirers.base import _load
 from payments.acquirers.sandbox import TIMEOUT_CARD
 from payments.models import Event, Transaction
@@ -116,14 +118,24 @@ def test_a_slow_acquirer_does_not_stall_auth_and_token_of_other_terminals(  # ty
             payer.close()
 
 
-def test_the_database_failing_while_recording_is_an_unknown_outcome(client: LineClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_database_failing_while_recording_is_an_unknown_outcome(client: LineClient, monkeypatch, database_path) -> None:  # type: ignore[no-untyped-def]
     """Injected: the statement that records the acquirer's approval fails as a
-    dropped connection would (any database). The card was charged: "unknown"."""
+    dropped connection would (any database, either path). The card was charged: "unknown"."""
     def dropped(**kwargs):  # type: ignore[no-untyped-def]
         raise OperationalError("server closed the connection unexpectedly")
 
     token = client.token()
-    monkeypatch.setattr(outbox, "event_emit_with_change", dropped)
+    if database_path == "async":
+        real_fetchrow = AsyncDatabase.fetchrow
+
+        async def fetchrow(self, sql, args):  # type: ignore[no-untyped-def]
+            if sql.startswith("WITH changed AS"):  # the recording statement
+                raise DatabaseUnavailable("ConnectionDoesNotExistError")
+            return await real_fetchrow(self, sql, args)
+
+        monkeypatch.setattr(AsyncDatabase, "fetchrow", fetchrow)
+    else:
+        monkeypatch.setattr(outbox, "event_emit_with_change", dropped)
     answer = client.request("/payment/card", card(token))
     monkeypatch.undo()
     txn = Transaction.objects.get()
@@ -133,12 +145,15 @@ def test_the_database_failing_while_recording_is_an_unknown_outcome(client: Line
     assert list(Event.objects.filter(transaction=txn).values_list("type", flat=True)) == [EventType.PAYMENT_CANCELLED]
 
 
-def test_a_bug_after_the_acquirer_answered_is_an_unknown_outcome(client: LineClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    def bug(step, result):  # type: ignore[no-untyped-def]
+def test_a_bug_after_the_acquirer_answered_is_an_unknown_outcome(client: LineClient, monkeypatch, database_path) -> None:  # type: ignore[no-untyped-def]
+    def bug(*args):  # type: ignore[no-untyped-def]
         raise RuntimeError("a bug while recording")
 
     token = client.token()
-    monkeypatch.setattr(services, "payment_authorization_record", bug)
+    if database_path == "async":
+        monkeypatch.setattr(sale_async, "payment_authorization_record_async", bug)
+    else:
+        monkeypatch.setattr(services, "payment_authorization_record", bug)
     answer = client.request("/payment/card", card(token))
     assert unknown(answer, Transaction.objects.get().pk), answer
 
