@@ -22,6 +22,7 @@ docs/benchmarks.md). What this module adds to the driver:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,6 +35,7 @@ logger = logging.getLogger("listeners.database")
 _PLACEHOLDER = re.compile(r"%s")
 
 
+@functools.lru_cache(maxsize=256)
 def numbered(sql: str) -> str:
     """A statement written for Django (``%s``) with asyncpg's ``$1, $2...``.
 

@@ -25,18 +25,16 @@ import logging
 import os
 import secrets
 import socket
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.db import connections
 
 from listeners import Connection, ConnectionTimeout, Counters, Door, Listener, ListenerConfig, supervisor
+from listeners.threads import DatabaseThreads
 
 from . import framing
 from .credentials import set_authenticate, set_greeting_decision
@@ -114,33 +112,6 @@ class SetCounters(Counters):
 class DiagnosticCounters(Counters):
     journaled: int = 0
     unreadable: int = 0
-
-
-class DatabaseThreads:
-    """Synchronous database work off the event loop: a few threads, each with its own
-    persistent connection (Django's are per thread)."""
-
-    def __init__(self, threads: int, name: str) -> None:
-        self.threads = threads
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
-
-    async def call(self, func: Callable[..., Any], /, **kwargs: Any) -> Any:
-        return await SyncToAsync(func, thread_sensitive=False, executor=self._executor)(**kwargs)
-
-    async def close(self) -> None:
-        # One task per thread, held apart by a barrier, so that each closes its own connection.
-        barrier = threading.Barrier(self.threads)
-
-        def close_own() -> None:
-            connections.close_all()
-            try:
-                barrier.wait(timeout=5)
-            except threading.BrokenBarrierError:  # pragma: no cover - a thread stuck in a query
-                pass
-
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._executor, close_own) for _ in range(self.threads)))
-        self._executor.shutdown(wait=True)
 
 
 # --- The gateway port --------------------------------------------------------------------------

@@ -23,11 +23,10 @@ from typing import Any
 from django.db import connections
 
 from listeners.database import AsyncDatabase, DatabaseUnavailable, numbered
-
 from payments import cards, services
-from payments.services import sale_async
 from payments.acquirers.base import AcquirerResult
 from payments.errors import NotAuthorized, PaymentError
+from payments.services import sale_async
 
 from . import protocol
 from .services import (

@@ -27,20 +27,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 import h11
-from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.db import connections
 
 from listeners import Connection, Counters, Door, FrameTooLarge, LineFramer, Listener, ListenerConfig, supervisor
 from listeners.database import AsyncDatabase, dsn_from_django
+from listeners.threads import DatabaseThreads
 from payments import outbox
 from payments.services import sale_async
 
@@ -157,7 +155,7 @@ class TerminalListener(Door):
         self.config = config or TerminalConfig.from_settings()
         self.counters = TerminalCounters()
         self.listener = Listener(self, self.config.limits(), counters=self.counters, name=self.name)
-        self._executor = ThreadPoolExecutor(max_workers=self.config.db_threads, thread_name_prefix="terminal-db")
+        self._threads = DatabaseThreads(self.config.db_threads, "terminal-db")
         self._pg: AsyncDatabase | None = None
         if self.config.database_path == "async":
             self._pg = AsyncDatabase(
@@ -168,7 +166,7 @@ class TerminalListener(Door):
     # --- database calls, off the event loop ---------------------------------------------
 
     async def _db(self, func: Callable[..., Any], *args: Any) -> Any:
-        return await SyncToAsync(func, thread_sensitive=False, executor=self._executor)(*args)
+        return await self._threads.call(func, *args)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -176,7 +174,7 @@ class TerminalListener(Door):
         """Webhook deliveries to the broker, off the event loop (the outbox's
         sweep sends any this misses)."""
         if deliveries:
-            future = asyncio.get_running_loop().run_in_executor(self._executor, outbox.enqueue_deliveries, deliveries)
+            future = asyncio.get_running_loop().run_in_executor(self._threads.executor, outbox.enqueue_deliveries, deliveries)
             future.add_done_callback(_log_enqueue_failure)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None) -> None:
@@ -197,17 +195,10 @@ class TerminalListener(Door):
         await self.listener.stop()
 
     async def stopped(self) -> None:
-        # Each database thread closes its own connection (Django's are per thread):
-        # one task per thread, held apart by a barrier.
+        # The async pool, then each database thread closes its own connection.
         if self._pg is not None:
             await self._pg.close()
-        barrier = threading.Barrier(self.config.db_threads)
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(
-            loop.run_in_executor(self._executor, _close_db_connection, barrier)
-            for _ in range(self.config.db_threads)
-        ))
-        self._executor.shutdown(wait=True)
+        await self._threads.close()
 
     # --- a connection -------------------------------------------------------------------
 
@@ -442,15 +433,6 @@ def _reason(status: int) -> bytes:
 def _log_enqueue_failure(future: Any) -> None:
     if not future.cancelled() and future.exception() is not None:
         logger.warning("webhook deliveries not enqueued (the outbox sweep will): %s", future.exception())
-
-
-def _close_db_connection(barrier: threading.Barrier | None = None) -> None:
-    connections.close_all()
-    if barrier is not None:
-        try:
-            barrier.wait(timeout=5)
-        except threading.BrokenBarrierError:  # pragma: no cover - a thread stuck in a query
-            pass
 
 
 # --- Processes ------------------------------------------------------------------------------

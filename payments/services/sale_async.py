@@ -31,9 +31,9 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
-from django.db import connection
 from django.utils import timezone
 
 from listeners.database import DatabaseUnavailable, StatementFailed, numbered
@@ -44,8 +44,8 @@ from ..errors import NotAuthorized, PaymentError, PaymentOutcomeUnknown, TokenIn
 from ..models import Event, Token, Transaction, WebhookDelivery, WebhookEndpoint
 from ..states import DeliveryStatus, EventType, PaymentMethod
 from .payments import (
-    AuthorizationStep,
     _TXN_FIELDS,
+    AuthorizationStep,
     declined_fields,
     outcome_plan,
     outcome_settled,
@@ -57,7 +57,15 @@ from .payments import (
 )
 from .screening import Expr, facts_from_rows, facts_statement
 from .sql import MERCHANT, TERMINAL, TOKEN, TXN, plain
-from .tokens import SQL_TOKEN_CLAIM, SQL_TOKEN_HELD, ClaimedToken, TokenFacts, token_draft, token_issue_statement, token_refusal
+from .tokens import (
+    SQL_TOKEN_CLAIM,
+    SQL_TOKEN_HELD,
+    ClaimedToken,
+    TokenFacts,
+    token_draft,
+    token_issue_statement,
+    token_refusal,
+)
 
 
 class Database(Protocol):
@@ -182,13 +190,28 @@ async def _read_facts(db: Database, *, terminal_pk: int, value: str, wanted: dic
     )
 
 
+# Fields whose value is set at save (auto_now, auto_now_add): pre_save sets them.
+_STAMPED = [f for f in _TXN_FIELDS if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
+_PLAIN = [(f.column, f.attname) for f in _TXN_FIELDS]
+
+
+def _json_value(value: object) -> object:
+    value = plain(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)  # exact: jsonb keeps it as a numeric
+    return value
+
+
 def _json_row(txn: Transaction) -> str:
-    """The attempt's columns as the function's jsonb (the ORM's own field preparation)."""
-    row: dict[str, object] = {}
-    for f in _TXN_FIELDS:
-        value = plain(f.get_db_prep_save(f.pre_save(txn, True), connection))
-        row[f.column] = value.isoformat() if isinstance(value, datetime) else value
-    return json.dumps(row, default=str)
+    """The attempt's columns as the function's jsonb. The fields are plain
+    (keys, text, decimals, times: see tests/terminals), so their Python values
+    are their database values; the ORM's per-field preparation cost a tenth
+    of the listener's CPU per payment."""
+    for f in _STAMPED:
+        f.pre_save(txn, True)
+    return json.dumps({column: _json_value(getattr(txn, attname)) for column, attname in _PLAIN})
 
 
 async def payment_sale_start_async(

@@ -36,6 +36,7 @@ from ..states import BanKind, LimitKind
 from .sql import BAN, LIMIT
 from .tokens import SQL_TOKEN_HELD, token_held
 
+
 @dataclass(frozen=True)
 class ScreenedCard:
     pan: str = field(repr=False)  # never in a repr (tracebacks, debug logs)

@@ -20,7 +20,7 @@ from terminals.models import Terminal
 from ..errors import InvalidRequest, NotAuthorized, PaymentError, TokenInvalid, TokenTriesExhausted
 from ..models import Token
 from ..states import PaymentMethod
-from .sql import MERCHANT, TERMINAL, TOKEN, TXN, HOLDING, adapt_time
+from .sql import HOLDING, MERCHANT, TERMINAL, TOKEN, TXN, adapt_time
 
 _ACTIVE_TERMINAL = (
     f"SELECT {{col}} FROM {TERMINAL} t JOIN {MERCHANT} m ON m.id = t.merchant_id "

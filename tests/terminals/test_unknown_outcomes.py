@@ -16,10 +16,10 @@ from django.utils import timezone
 
 from listeners.database import AsyncDatabase, DatabaseUnavailable
 from payments import outbox, services
-from payments.services import sale_async
 from payments.acquirers.base import _load
 from payments.acquirers.sandbox import TIMEOUT_CARD
 from payments.models import Event, Transaction
+from payments.services import sale_async
 from payments.states import EventType, TransactionStatus
 from tests.factories import TerminalFactory
 
