@@ -117,6 +117,29 @@ async def pay(
         return protocol.outcome_unknown_body("internal error", started.transaction.pk)
 
 
+def _sale_arguments(identity: TerminalIdentity, command: protocol.PaymentCommand) -> dict[str, Any]:
+    """A payment request as the sale's arguments (both database paths)."""
+    return {
+        "terminal_pk": identity.pk, "token": command.token, "method": command.method, "amount": command.amount,
+        "card_type": command.card_type, "card_number": command.card_number, "pin": command.pin,
+        "check_number": command.check_number,
+    }
+
+
+def _approved_body(command: protocol.PaymentCommand, txn: Any) -> dict[str, Any]:
+    """The contract's answer to an approved payment (both database paths)."""
+    return protocol.payment_body(
+        token=command.token,
+        method=command.method,
+        transaction=txn.pk,
+        amount=txn.amount,
+        currency=txn.currency,
+        card_type=command.card_type,
+        masked_card=cards.mask_pan(command.card_number) if command.card_number else "",
+        check_number=txn.check_number,
+    )
+
+
 def start_payment(
     identity: TerminalIdentity, command: protocol.PaymentCommand
 ) -> services.AuthorizationStep | dict[str, Any]:
@@ -124,16 +147,7 @@ def start_payment(
     _connection_ready()
     try:
         terminal_touch(pk=identity.pk)
-        return services.payment_sale_start(
-            terminal_pk=identity.pk,
-            token=command.token,
-            method=command.method,
-            amount=command.amount,
-            card_type=command.card_type,
-            card_number=command.card_number,
-            pin=command.pin,
-            check_number=command.check_number,
-        )
+        return services.payment_sale_start(**_sale_arguments(identity, command))
     except PaymentError as exc:
         return protocol.error_for(exc)
     except Exception:
@@ -151,16 +165,7 @@ def finish_payment(
         txn = services.payment_authorization_record(step, result)
     except PaymentError as exc:
         return protocol.error_for(exc)
-    return protocol.payment_body(
-        token=command.token,
-        method=command.method,
-        transaction=txn.pk,
-        amount=txn.amount,
-        currency=txn.currency,
-        card_type=command.card_type,
-        masked_card=cards.mask_pan(command.card_number) if command.card_number else "",
-        check_number=txn.check_number,
-    )
+    return _approved_body(command, txn)
 
 
 # --- The async PostgreSQL path ----------------------------------------------------------
@@ -202,17 +207,7 @@ async def pay_async(
     ``enqueue`` hands webhook deliveries to the broker off the event loop."""
     try:
         await _touch_async(db, identity)
-        step, deliveries = await sale_async.payment_sale_start_async(
-            db,
-            terminal_pk=identity.pk,
-            token=command.token,
-            method=command.method,
-            amount=command.amount,
-            card_type=command.card_type,
-            card_number=command.card_number,
-            pin=command.pin,
-            check_number=command.check_number,
-        )
+        step, deliveries = await sale_async.payment_sale_start_async(db, **_sale_arguments(identity, command))
     except PaymentError as exc:
         enqueue(getattr(exc, "deliveries", []))
         return protocol.error_for(exc)
@@ -233,13 +228,4 @@ async def pay_async(
         logger.exception("terminal payment failed after the acquirer call terminal=%s", identity.terminal_id)
         return protocol.outcome_unknown_body("internal error", step.transaction.pk)
     enqueue(deliveries)
-    return protocol.payment_body(
-        token=command.token,
-        method=command.method,
-        transaction=txn.pk,
-        amount=txn.amount,
-        currency=txn.currency,
-        card_type=command.card_type,
-        masked_card=cards.mask_pan(command.card_number) if command.card_number else "",
-        check_number=txn.check_number,
-    )
+    return _approved_body(command, txn)
