@@ -206,7 +206,8 @@ def _json_value(value: object) -> object:
 
 def _json_row(txn: Transaction) -> str:
     """The attempt's columns as the function's jsonb. The fields are plain
-    (keys, text, decimals, times: see tests/terminals), so their Python values
+    (keys, text, decimals, times: tests/payments/test_sale_async.py keeps them so),
+    so their Python values
     are their database values; the ORM's per-field preparation cost a tenth
     of the listener's CPU per payment."""
     for f in _STAMPED:
