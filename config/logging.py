@@ -18,13 +18,20 @@ messages, library logs, a developer's debug line, request paths. It masks:
   arguments where a path ends;
 - **PIN and CVV fields** in JSON (``"pin": "1234"``), Python reprs
   (``'cvv': '123'``), forms and key=value text (``pin=1234&cvv2=123``);
-- **any run of 12–19 digits** (spaces or dashes allowed between them), to
-  its first 6 and last 4 digits.
+- **any run of 12–19 digits** (spaces or dashes allowed between them) and
+  any run of 10–11 digits standing alone, by the same rule as every other
+  mask (``payments.cards.mask_pan``): first 6 and last 4 from 15 digits, the
+  last 4 only below (a short number's first six plus its last four would
+  leave too few digits hidden: with the Luhn digit they rebuild it).
+  Separators are allowed only in the long runs: a date and an hour
+  (``2026-12-02 21``) make 10 digits with separators, and are not a card.
 """
 from __future__ import annotations
 
 import logging
 import re
+
+from payments.cards import mask_pan
 
 # --- esipay paths, masked by position ----------------------------------------------------
 
@@ -133,7 +140,10 @@ def _mask_fields(text: str) -> str:
 
 # --- Anything that looks like a card number -----------------------------------------------
 
-_PAN_LIKE = re.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)")
+# 12–19 digits, separators allowed; or 10–11 digits with nothing alphanumeric around them
+# (a short run glued to letters is a hex id or a token, and short card numbers are not
+# written in groups).
+_PAN_LIKE = re.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)|(?<![0-9A-Za-z])\d{10,11}(?![0-9A-Za-z])")
 # Uuids (merchant ids, event ids) are not card numbers, though their digit
 # groups joined by dashes can look like one: the digit rule skips them.
 _UUID_IN_TEXT = re.compile(
@@ -142,8 +152,7 @@ _UUID_IN_TEXT = re.compile(
 
 
 def _mask_digits(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
+    return mask_pan(re.sub(r"\D", "", match.group(0)))
 
 
 def _mask_pan_like(text: str) -> str:

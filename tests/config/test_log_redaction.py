@@ -210,6 +210,32 @@ def test_card_numbers_in_text_keep_six_and_four_and_uuids_are_not_card_numbers()
     assert redact(f"merchant {event}") == f"merchant {event}"
 
 
+@pytest.mark.parametrize(("text", "logged"), [
+    ("card 378282246310005 ok", "card 378282*****0005 ok"),  # 15 digits: six and four
+    ("card 4222222222222 ok", "card *********2222 ok"),  # 13 digits: the last four only
+    ("card 1234-5678-9012 ok", "card ********9012 ok"),  # 12, with separators
+    ("card 12345678903 ok", "card *******8903 ok"),  # 11 digits, esipay accepts them
+    ("card=1234567897&x=1", "card=******7897&x=1"),  # 10 digits
+    # Not cards: a date and an hour (10 digits with separators), short runs inside hex ids.
+    ("at 2026-12-02 21:21:41", "at 2026-12-02 21:21:41"),
+    ("app 74595f2c6a4f5a4364a14f0785b830b1", "app 74595f2c6a4f5a4364a14f0785b830b1"),
+])
+def test_a_number_in_text_is_masked_by_its_length(text: str, logged: str) -> None:
+    assert redact(text) == logged
+
+
+@given(st.integers(min_value=10, max_value=19).flatmap(lambda n: st.from_regex(rf"[0-9]{{{n}}}", fullmatch=True)))
+def test_no_log_line_plus_the_luhn_digit_rebuilds_a_number(pan: str) -> None:
+    """What the line shows of a number is what its mask shows, never more: for a
+    short number the last four only, so the hidden digits stay more than one."""
+    from payments.cards import mask_pan
+
+    out = written(record("any", "paid with %s", pan))
+    shown = out.removeprefix("paid with ")
+    assert shown == mask_pan(pan) and pan not in out
+    assert shown.count("*") >= len(pan) - (10 if len(pan) >= 15 else 4)
+
+
 # --- The real development server -----------------------------------------------------------------
 
 
