@@ -38,6 +38,7 @@ from payments.errors import (
     TransactionNotFound,
 )
 from payments.models import Refund, Transaction
+from payments.money import parse_amount
 from payments.states import LIVE_STATUSES, Door, TransactionStatus
 
 from .models import Account, AccountCharge, HeldCvv, Merchant, StoredCard
@@ -294,6 +295,10 @@ def account_charge(
         expiry = cards.expiry_validate(month, year, today=timezone.now().date())
     except CardExpired:
         raise CardExpired(f"Card expired (end of {year}-{month}): update its expiry") from None
+    # A malformed amount is the request's fault, not a use of the card: refused before the
+    # held CVV is taken, so the caller can correct the amount and charge with the same key.
+    # (The core parses it again with the same rule; anything it refuses later used the card.)
+    parse_amount(amount, currency=currency)
     cvv = cvv_take(card=card, key=cvv_key) if cvv_key else ""
     pan = _open_number(card)
     try:

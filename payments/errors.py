@@ -98,6 +98,16 @@ class UnsupportedCurrency(PaymentError):
         super().__init__(f"Unsupported currency {str(currency)[:8]!r}")
 
 
+class NotTheMerchantsCurrency(UnsupportedCurrency):
+    """A payment in a currency other than the one the merchant is paid in: a merchant
+    settles in one currency, and its limits, refunds and reports are in it."""
+
+    def __init__(self, currency: object, merchant_currency: str) -> None:
+        self.currency, self.merchant_currency = currency, merchant_currency
+        PaymentError.__init__(self, f"Currency {str(currency)[:8]!r} not accepted: this merchant is paid in "
+                                    f"{merchant_currency}")
+
+
 class LimitsNotConfigured(PaymentError):
     """No per-payment limit applies to this payment in its currency: staff must
     configure one (a payment is never unlimited by omission)."""

@@ -34,7 +34,14 @@ from ..errors import InvalidCardExpiry, InvalidState, NotAuthorized, PaymentErro
 from ..models import Transaction
 from ..money import parse_amount
 from ..states import AcquirerOperation, Door, EventType, PaymentMethod, TransactionStatus
-from .payments import _fill_card, _record_declined, _step, payment_authorization_record, payment_authorization_send
+from .payments import (
+    _fill_card,
+    _record_declined,
+    _step,
+    payment_authorization_record,
+    payment_authorization_send,
+    payment_currency,
+)
 from .screening import screen_card
 
 logger = logging.getLogger(__name__)
@@ -54,7 +61,7 @@ def payment_open(
     merchant = Merchant.objects.filter(pk=merchant_pk, is_active=True).first()
     if merchant is None:
         raise NotAuthorized("Merchant not active")
-    currency = currency or merchant.currency
+    currency = payment_currency(merchant, currency)
     txn = Transaction(
         merchant=merchant,
         door=door,

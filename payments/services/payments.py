@@ -44,6 +44,7 @@ from ..errors import (
     InvalidRequest,
     InvalidState,
     NotAuthorized,
+    NotTheMerchantsCurrency,
     PaymentError,
     PaymentInProgress,
     PaymentOutcomeUnknown,
@@ -249,6 +250,14 @@ def _txn_insert(txn: Transaction) -> None:
     txn._state.adding = False
 
 
+def payment_currency(merchant: Merchant, currency: str | None) -> str:
+    """The currency of a payment to ``merchant``: its own, the only one it is paid in
+    (limits, refunds and reports are in it). Every door that names a currency is held to it."""
+    if currency is not None and currency != merchant.currency:
+        raise NotTheMerchantsCurrency(currency, merchant.currency)
+    return merchant.currency
+
+
 def payment_authorize(
     *,
     merchant_pk: int,
@@ -266,7 +275,7 @@ def payment_authorize(
     merchant = Merchant.objects.filter(pk=merchant_pk, is_active=True).first()
     if merchant is None:
         raise NotAuthorized("Merchant not active")
-    currency = currency or merchant.currency
+    currency = payment_currency(merchant, currency)
     txn = Transaction(
         merchant=merchant,
         door=door,

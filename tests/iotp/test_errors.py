@@ -131,6 +131,7 @@ def test_a_missing_required_attribute_is_att_missing(core, merchant, attribute) 
     ('Amount="12.50"', 'Amount="12345678901.00"', "Amount"),
     ('CurrCode="EUR"', 'CurrCode="XXX"', "CurrCode"),
     ('CurrCode="EUR"', 'CurrCode="eur"', "CurrCode"),
+    ('CurrCode="EUR"', 'CurrCode="USD"', "CurrCode"),  # the gateway's, not this merchant's (EUR)
     ('CurrCodeType="ISO4217-A"', 'CurrCodeType="IOTP"', "CurrCodeType"),
     ('BrandId="Visa"', 'BrandId="Amex"', "BrandId"),
     ('PayDirection="Debit"', 'PayDirection="Sideways"', "PayDirection"),

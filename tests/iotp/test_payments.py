@@ -364,6 +364,15 @@ def test_brands_follow_amount_limits_direction_and_the_merchants_choice(core, me
             "AttValIllegal", attribute="BrandId")
 
 
+def test_a_currency_other_than_the_merchants_has_no_brands_but_an_error(core, merchant) -> None:  # type: ignore[no-untyped-def]
+    """The merchant is paid in EUR: USD (a currency of the gateway, with limits) is refused
+    by name, at the inquiry as at the payment, never answered as if it were payable."""
+    body = render("exchanges/01-FindAcceptedPaymentBrand.request.xml", merchant=str(merchant.uuid))
+    answer = refused(core.post(body.replace(b'CurrCode="EUR"', b'CurrCode="USD"')), "AttValIllegal",
+                     attribute="CurrCode")
+    assert answer.error.get("ErrorDesc") == "CurrCode: this merchant is paid in EUR", answer.text
+
+
 def test_logos_are_served_by_the_gateway(core, merchant) -> None:  # type: ignore[no-untyped-def]
     body = render("exchanges/01-FindAcceptedPaymentBrand.request.xml", merchant=str(merchant.uuid))
     items = core.post(body).response("FindAcceptedPaymentBrandResponse")

@@ -228,6 +228,22 @@ def test_secure_api_refuses_yen_with_a_fraction_as_997_amount(
     assert ledger() == NOTHING
 
 
+def test_secure_api_keeps_the_held_cvv_when_the_amount_is_refused(
+    api: SecureApiClient, card_on_file: tuple[str, dict[str, Any]], acquirer: type[RecordingAcquirer]
+) -> None:
+    """A malformed amount is the request's fault, not a use of the card: the CVV held for the
+    charge is still there, and the corrected charge (another orderID) uses it."""
+    account_uuid, card = card_on_file
+    key = api.post(f"/account/{account_uuid}/paymentinfo/{card['paymentInfoID']}/cvv", {"cvv": "123"}
+                   ).data["cardCVVEncKey"]
+    with_key = {"paymentInfo": {"paymentType": "CreditCard", "card": {"cardCVVEncKey": key}}}
+    refused = api.post(f"/billing/{account_uuid}/transaction", {**yen_charge(card, "12.50"), **with_key})
+    assert refused.status == 400 and refused.body["error"]["code"] == 997, refused.body
+    paid = api.post(f"/billing/{account_uuid}/transaction", {**yen_charge(card, 1200, order="jpy-2"), **with_key})
+    assert paid.status == 200, paid.body
+    assert [(seen.amount, seen.cvv) for seen in acquirer.seen] == [(Decimal("1200"), "123")]
+
+
 def test_secure_api_charges_1200_yen_and_answers_a_whole_number(
     api: SecureApiClient, card_on_file: tuple[str, dict[str, Any]], acquirer: type[RecordingAcquirer]
 ) -> None:

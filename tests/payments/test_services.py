@@ -681,6 +681,20 @@ def authorize(merchant, *, capture=False, card_number=VISA, amount="100.00", pol
     )
 
 
+@pytest.mark.parametrize("currency", ["USD", "JPY"])
+def test_a_payment_in_another_currency_than_the_merchants_is_refused(terminal, currency) -> None:  # type: ignore[no-untyped-def]
+    """A merchant is paid in one currency (EUR here): a door that names another is refused
+    before anything is recorded, with or without card data (payment_open: IOTP without card)."""
+    from payments.errors import NotTheMerchantsCurrency, UnsupportedCurrency
+
+    with pytest.raises(NotTheMerchantsCurrency, match=f"'{currency}' not accepted: this merchant is paid in EUR"):
+        authorize(terminal.merchant, capture=True, currency=currency, amount="100")
+    with pytest.raises(UnsupportedCurrency):  # what the doors already map, as an unsupported currency
+        services.payment_open(merchant_pk=terminal.merchant.pk, door=Door.IOTP, amount="100", currency=currency)
+    assert not Transaction.objects.exists()
+    assert authorize(terminal.merchant, capture=True, currency="EUR").status == TransactionStatus.CAPTURED
+
+
 def test_authorize_then_capture(terminal) -> None:  # type: ignore[no-untyped-def]
     merchant = terminal.merchant
     txn = authorize(merchant, merchant_reference="order-1")

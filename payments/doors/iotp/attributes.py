@@ -60,11 +60,15 @@ def identifier(call: Call, name: str, *, optional: bool = False) -> str:
     return value
 
 
-def currency(call: Call) -> str:
+def currency(call: Call, merchant_currency: str) -> str:
+    """The call's CurrCode: a currency of the gateway, and the merchant's own (a merchant is
+    paid in one currency: the core refuses any other, and the door says so first)."""
     one_of(call, "CurrCodeType", CURRENCY_CODE_TYPES, default="ISO4217-A")
     code = required(call, "CurrCode")
     if code not in money.CURRENCIES:
         raise att_illegal(call.name, "CurrCode", f"unsupported currency; supported: {', '.join(sorted(money.CURRENCIES))}")
+    if code != merchant_currency:
+        raise att_illegal(call.name, "CurrCode", f"this merchant is paid in {merchant_currency}")
     return code
 
 

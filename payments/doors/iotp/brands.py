@@ -18,8 +18,8 @@ from .xmlio import XML_LANG, Call, child, element
 LOGOS = {"Visa": "visa.svg", "MasterCard": "mastercard.svg", "VisaElectron": "visa-electron.svg"}
 
 
-def _money(call: Call) -> tuple[str, Decimal]:
-    currency = att.currency(call)
+def _money(call: Call, ctx: Context) -> tuple[str, Decimal]:
+    currency = att.currency(call, ctx.merchant.currency)
     return currency, att.amount(call, currency)
 
 
@@ -40,7 +40,7 @@ def _brand_item(parent: ET.Element, ctx: Context, brand: str) -> None:
 
 
 def find_accepted_payment_brand(call: Call, ctx: Context) -> ET.Element:
-    currency, amount = _money(call)
+    currency, amount = _money(call, ctx)
     att.required(call, "MerchantPayId")
     att.merchant_org_id(call, ctx.merchant.uuid, optional=True)
     response = element("FindAcceptedPaymentBrandResponse")
@@ -51,7 +51,7 @@ def find_accepted_payment_brand(call: Call, ctx: Context) -> ET.Element:
 
 def find_accepted_payment_protocol(call: Call, ctx: Context) -> ET.Element:
     brand = att.brand(call, optional=True)
-    currency, amount = _money(call)
+    currency, amount = _money(call, ctx)
     att.required(call, "MerchantPayId")
     att.merchant_org_id(call, ctx.merchant.uuid, optional=True)
     accepted = _accepted(call, ctx, currency, amount)
@@ -79,7 +79,7 @@ def find_accepted_payment_protocol(call: Call, ctx: Context) -> ET.Element:
 def get_payment_initialization_data(call: Call, ctx: Context) -> ET.Element:
     brand = att.brand(call)
     att.required(call, "MerchantPayId")
-    currency, amount = _money(call)
+    currency, amount = _money(call, ctx)
     att.protocol(call)
     ok_from, ok_to = att.ok_window(call)
     att.merchant_org_id(call, ctx.merchant.uuid, optional=True)

@@ -44,7 +44,7 @@ def continuation(name: str, view: services.IotpPaymentView) -> ET.Element:
 
 def start_payment_payment_handler(call: Call, ctx: Context) -> ET.Element:
     brand = att.brand(call)
-    currency = att.currency(call)
+    currency = att.currency(call, ctx.merchant.currency)
     amount = att.amount(call, currency)
     if att.pay_direction(call) == "Credit":
         raise att_illegal(call.name, "PayDirection", "the gateway takes payments (Debit) only")

@@ -16,6 +16,7 @@ from merchants import accounts
 from merchants.models import Account, StoredCard
 from payments.doors.pltoken import ApiCaller
 from payments.models import Refund, Transaction
+from payments.money import in_currency
 from payments.states import CardBrand
 
 from . import codes
@@ -68,15 +69,16 @@ def _charged_card(txn: Transaction) -> dict[str, Any]:
 
 def charge_data(account: Account, card: StoredCard, order_id: str, txn: Transaction) -> dict[str, Any]:
     return {
-        "uuid": str(account.uuid), "orderID": order_id, "transactionID": str(txn.pk), "amount": txn.amount,
-        "currencyCode": txn.currency, "paymentDate": date_text(txn.created_at), "paymentInfoID": str(card.uuid),
+        "uuid": str(account.uuid), "orderID": order_id, "transactionID": str(txn.pk),
+        "amount": in_currency(txn.amount, txn.currency), "currencyCode": txn.currency,
+        "paymentDate": date_text(txn.created_at), "paymentInfoID": str(card.uuid),
         "paymentInfo": _charged_card(txn),
     }
 
 
 def refund_data(refund: Refund, txn: Transaction) -> dict[str, Any]:
     return {
-        "refundID": str(refund.pk), "transactionID": str(txn.pk), "amount": refund.amount,
+        "refundID": str(refund.pk), "transactionID": str(txn.pk), "amount": in_currency(refund.amount, txn.currency),
         "currencyCode": txn.currency, "status": str(refund.status), "requestDate": date_text(refund.created_at),
     }
 
@@ -85,8 +87,10 @@ def transaction_data(txn: Transaction) -> dict[str, Any]:
     charge = txn.account_charge
     data: dict[str, Any] = {
         "transactionID": str(txn.pk), "orderID": charge.order_id, "uuid": str(charge.account.uuid),
-        "paymentInfoID": str(charge.card.uuid), "amount": txn.amount, "currencyCode": txn.currency,
-        "status": str(txn.status), "paymentDate": date_text(txn.created_at), "refundedAmount": txn.refunded_amount,
+        "paymentInfoID": str(charge.card.uuid), "amount": in_currency(txn.amount, txn.currency),
+        "currencyCode": txn.currency, "status": str(txn.status), "paymentDate": date_text(txn.created_at),
+        # Read back from scale-2 columns: written with the currency's own decimals (1200 JPY, not 1200.00).
+        "refundedAmount": in_currency(txn.refunded_amount, txn.currency),
         "paymentInfo": _charged_card(txn),
     }
     if txn.failure_code or txn.failure_message:
