@@ -52,7 +52,7 @@ from ..errors import (
     TransactionNotFound,
 )
 from ..models import Transaction
-from ..money import exponent, parse_amount
+from ..money import exponent, format_amount, in_currency, parse_amount
 from ..states import LIVE_STATUSES, AcquirerOperation, Door, EventType, PaymentMethod, TransactionStatus
 from .acquiring import acquirer_answer, acquirer_answer_async
 from .screening import (
@@ -214,7 +214,8 @@ def _step(txn: Transaction, *, pan: str, capture: bool, expiry: str = "", cvv: s
         transaction=txn,
         request=AuthorizationRequest(
             transaction_id=txn.pk,
-            amount=txn.amount,
+            # A row read back (an IOTP continuation) holds 1200.00 JPY: the acquirer is asked 1200.
+            amount=in_currency(txn.amount, txn.currency),
             currency=txn.currency,
             capture=capture,
             pan=pan,
@@ -406,7 +407,7 @@ def outcome_settled(step: AuthorizationStep, result: AcquirerResult, *, applied:
         raise AcquirerFailure(result.reason or "technical error", transaction_id=txn.pk)
     logger.info(
         "payment approved transaction=%s door=%s amount=%s %s card=%s",
-        txn.pk, txn.door, txn.amount, txn.currency, txn.masked_card or txn.check_number,
+        txn.pk, txn.door, format_amount(txn.amount, txn.currency), txn.currency, txn.masked_card or txn.check_number,
     )
     return txn
 
