@@ -83,6 +83,7 @@ def test_manage_py_with_a_sqlite_url_is_still_the_embedded_development_run(tmp_p
     "command",
     [
         ["runterminalserver", "--host", "127.0.0.1", "--port", "0"],
+        ["runsetgateway", "--host", "127.0.0.1", "--port", "0", "--diag-port", "0"],
         ["runserver", "--noreload", "127.0.0.1:0"],
         ["migrate", "--noinput"],
         ["create_merchant", "--name", "Prod Shop"],
@@ -108,7 +109,8 @@ def test_manage_py_without_settings_module_refuses_a_server_database(command, se
     assert generated_files(tmp_path) == [] and not (tmp_path / "var").exists()
 
 
-@pytest.mark.parametrize("command", [["runterminalserver", "--port", "0"], ["migrate", "--noinput"]], ids=lambda c: c[0])
+@pytest.mark.parametrize("command", [["runterminalserver", "--port", "0"], ["runsetgateway", "--port", "0", "--diag-port", "0"],
+                                     ["migrate", "--noinput"]], ids=lambda c: c[0])
 def test_dev_settings_named_for_a_server_database_generate_no_master_key(command, tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = {"DJANGO_SETTINGS_MODULE": "config.settings.dev", "DATABASE_URL": SERVER_DB}
     result = run(manage(*command), env, tmp_path)

@@ -167,6 +167,34 @@ def test_no_stored_field_with_the_luhn_digit_rebuilds_a_card(merchant, length) -
         assert unknown == length - 10, stored
 
 
+@pytest.mark.parametrize("length", [10, 12, 14, 15, 16])
+def test_the_back_office_shows_a_short_number_by_its_last_four_only(merchant, length) -> None:  # type: ignore[no-untyped-def]
+    """What a viewer (the smallest role) reads of a card in the back office: the
+    transaction's list and page, its event, the ban list and the ban's page show what
+    the mask shows for the number's length, and no more of it."""
+    from tests.backoffice.conftest import ROLE_PASSWORD, make_staff
+
+    pan = luhn_complete(("7319" * 5)[: length - 1])
+    response = pay(merchant, cid=f"admin-{length}", card=pan, amount="10.00")
+    assert response.status_code == 200, response.json()
+    txn = Transaction.objects.get(pk=response.json()["transaction"])
+    ban, _ = services.ban_add(kind="card", value=pan)
+    viewer = Client()
+    assert viewer.login(username=make_staff("viewer-1", role="viewer").username, password=ROLE_PASSWORD)
+    pages = [f"/admin/payments/transaction/?q={pan[-4:]}", f"/admin/payments/transaction/{txn.pk}/change/",
+             f"/admin/payments/event/{Event.objects.get(transaction=txn).pk}/change/",
+             "/admin/payments/ban/", f"/admin/payments/ban/{ban.pk}/change/"]
+    mask = cards.mask_pan(pan)
+    for url in pages:
+        page = viewer.get(url)
+        assert page.status_code == 200, url
+        text = page.content.decode()
+        assert pan not in text and pan[:-4][-6:] not in text, url  # not even the digits before the last four
+        if length < 15:
+            assert pan[:6] not in text, url  # no BIN for a short number
+        assert mask in text or pan[-4:] in text, url
+
+
 def test_an_11_digit_number_was_one_guess_away_before(merchant) -> None:  # type: ignore[no-untyped-def]
     """Why the rule matters: the first six and last four of 11 digits leave one digit,
     which the Luhn check gives back. Now only the last four are kept."""

@@ -107,7 +107,7 @@ def test_staff_see_live_connections_and_the_diagnostic_journal(staff_page) -> No
     since = timezone.now() - timedelta(minutes=3)
     live_connections_publish(process="gw-a:1:x", connections=[
         LiveSnapshot("gw-a-1", shop.pk, "127.0.0.1:50123", "open", since, 5),
-        LiveSnapshot("gw-a-2", shop.pk, "127.0.0.1:50124", "closing", since, 0),
+        LiveSnapshot("gw-a-2", shop.pk, "127.0.0.1:50124", "closing", since + timedelta(seconds=30), 0),
     ])
     live_connections_publish(process="gw-b:2:y", connections=[
         LiveSnapshot("gw-b-1", shop.pk, "127.0.0.1:50999", "open", since, 1),
@@ -120,7 +120,12 @@ def test_staff_see_live_connections_and_the_diagnostic_journal(staff_page) -> No
     table = page.locator("table.set-live-connections")
     expect(table).to_contain_text("127.0.0.1:50123")
     expect(table.locator("tbody tr")).to_have_count(2)  # the killed process's row is not live
-    expect(table.locator("tbody tr").first).to_contain_text("5")
+    first_row = table.locator("tbody tr").first  # the oldest first
+    expect(first_row.locator("td")).to_have_count(4)
+    # address, state, since (UTC, to the second) and outstanding requests of the oldest connection
+    for cell, shown in zip(first_row.locator("td").all(), ["127.0.0.1:50123", "open",
+                                                          f"{since:%Y-%m-%d %H:%M:%S}", "5"]):
+        expect(cell).to_have_text(shown)
     expect(page.locator(".set-diagnostic")).to_contain_text("21 bytes")
 
     page.goto("/admin/setgateway/liveconnection/")
