@@ -1,7 +1,8 @@
 """The secure API served as in production (issue 8, item 7): ``gunicorn config.wsgi``
 with the production settings and only the environment they require, over real
 sockets; its access log masked; a nonce used on one server refused by another
-(item 3, across processes); SIGTERM ends it cleanly."""
+(item 3, across processes); an Idempotency-Key and orderID repeated on another
+server replayed and charged once (item 4, across processes); SIGTERM ends it cleanly."""
 from __future__ import annotations
 
 import os
@@ -13,17 +14,22 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 from django.conf import settings
 
-from clients.secure_api import SecureApiClient, authorization
+from clients.secure_api import Answer, SecureApiClient, authorization
 from merchants.credentials import api_keys_issue
+from merchants.models import AccountCharge
+from payments.models import Transaction
 from tests.factories import MerchantFactory
+from tests.support.threads import run_at_once
 from tests.support.workers import database_url_for_workers
 
 from .conftest import card_body, charge_body
+from .test_idempotency import raw_post
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
@@ -52,6 +58,9 @@ class Gunicorn:
             "CELERY_BROKER_URL": broker if not broker.startswith("filesystem://") else "memory://",
             "GATEWAY_VAR_DIR": str(tmp_path / "var"),
         }
+        # The sandbox acquirer's memory (its default place under GATEWAY_VAR_DIR): every
+        # authorization this server asked for is a line there.
+        self.ledger = tmp_path / "var" / "sandbox-acquirer.ledger"
         self.output: list[str] = []
         self._ready = threading.Event()
         self.process = subprocess.Popen(
@@ -139,4 +148,97 @@ def test_a_nonce_used_on_one_server_is_refused_by_another(tmp_path, shipped_defa
                                   data_key=keys.data_key).read(answers[1])
         assert refused.status == 401 and refused.code == 998 and "nonce already used" in refused.error["detail"]
     finally:
+        assert first.stop() == 0 and second.stop() == 0
+
+
+def sandbox_authorizations(*servers: Gunicorn) -> list[str]:
+    """The transaction ids the servers' sandbox acquirer authorized, one per authorization."""
+    ids: list[str] = []
+    for server in servers:
+        if server.ledger.exists():
+            ids += [line.split(" ")[1] for line in server.ledger.read_text().splitlines() if line.startswith("A ")]
+    return ids
+
+
+def clients_of(keys, *servers: Gunicorn) -> list[SecureApiClient]:  # type: ignore[no-untyped-def]
+    """One client per server, of one merchant: each request signed afresh (a new nonce)."""
+    return [SecureApiClient(server.url, app_id=keys.app_id, app_key=keys.app_key, data_key=keys.data_key,
+                            timeout=60) for server in servers]
+
+
+def test_an_idempotency_key_repeated_on_another_server_replays_the_first_answer_and_charges_once(
+    tmp_path, shipped_defaults
+) -> None:  # type: ignore[no-untyped-def]
+    """The records are in the database, not in a process: server B refuses the key
+    of a charge answered by server A with another body, and a repeat on B (same
+    Idempotency-Key and orderID, signed again: a new nonce) gets A's answer; the
+    acquirer is asked once. A per-process store would have B charge again, or
+    answer afresh (the core's own orderID check then spares the card, not the answer)."""
+    first, second = Gunicorn(tmp_path / "a", workers=1), Gunicorn(tmp_path / "b", workers=1)
+    a, b = clients_of(api_keys_issue(merchant=MerchantFactory(currency="EUR", allowed_ips=[])), first, second)
+    try:
+        account = a.post("/account", {"name": "Ada"}).data
+        card = a.post(f"/account/{account['uuid']}/paymentinfo", card_body()).data
+        path = f"/billing/{account['uuid']}/transaction"
+        paid, paid_bytes = raw_post(a, path, charge_body(card, order="ord-two-servers"), key="charge-two-servers")
+        assert paid.status == 200, paid.body
+        asked = sandbox_authorizations(first, second)
+        # First on B, before B has answered anything under the key: it knows it only from A's record.
+        other = b.post(path, charge_body(card, order="ord-two-servers", amount=11),
+                       idempotency_key="charge-two-servers")
+        assert other.status == 400 and other.code == 997 and other.error["detail"].startswith("Idempotency-Key: ")
+        again, again_bytes = raw_post(b, path, charge_body(card, order="ord-two-servers"), key="charge-two-servers")
+        assert again_bytes == paid_bytes and again.replayed and not paid.replayed
+        # The orderID alone is a key of its own, stored by A with the same answer.
+        by_order, by_order_bytes = raw_post(b, path, charge_body(card, order="ord-two-servers"))
+        assert by_order_bytes == paid_bytes and by_order.replayed
+        charged = paid.data["transactionID"]
+        assert Transaction.objects.filter(merchant_reference="ord-two-servers").count() == 1
+        assert AccountCharge.objects.filter(order_id="ord-two-servers").count() == 1
+        # Neither repeat reached the acquirer, on either server.
+        assert sandbox_authorizations(first, second) == asked and asked.count(charged) == 1
+    finally:
+        for client in (a, b):
+            client.close()
+        assert first.stop() == 0 and second.stop() == 0
+
+
+def test_an_idempotency_key_sent_to_two_servers_at_once_charges_once(
+    tmp_path, shipped_defaults
+) -> None:  # type: ignore[no-untyped-def]
+    """The same charge sent to both servers at the same instant, a few times (each
+    time a new key and orderID): one of them claims the key (an INSERT in the
+    shared database), the other gets 409 while it runs or its answer once it is
+    stored, never a second charge. Both outcomes are right (which one comes is
+    timing), so the race cannot flake; both are seen, on PostgreSQL and on SQLite
+    (whose writers in other processes wait for the lock, never fail)."""
+    first, second = Gunicorn(tmp_path / "a", workers=1), Gunicorn(tmp_path / "b", workers=1)
+    a, b = clients_of(api_keys_issue(merchant=MerchantFactory(currency="EUR", allowed_ips=[])), first, second)
+    try:
+        account = a.post("/account", {"name": "Ada"}).data
+        card = a.post(f"/account/{account['uuid']}/paymentinfo", card_body()).data
+        path = f"/billing/{account['uuid']}/transaction"
+        asked = sandbox_authorizations(first, second)
+        for round_ in range(5):
+            order, key = f"ord-at-once-{round_}", f"charge-at-once-{round_}"
+            results = run_at_once([lambda c=c, o=order, k=key: raw_post(c, path, charge_body(card, order=o), key=k)
+                                   for c in (a, b)])
+            assert not [r for r in results if isinstance(r, BaseException)], results
+            # The first answer first: exactly one; the other is its replay, or "still running".
+            (paid, paid_bytes), (other, other_bytes) = sorted(
+                cast(list[tuple[Answer, bytes]], results), key=lambda pair: pair[0].replayed or pair[0].status != 200
+            )
+            assert paid.status == 200 and not paid.replayed, paid.body
+            if other.status == 200:
+                assert other_bytes == paid_bytes and other.replayed and not paid.replayed
+            else:
+                assert other.status == 409 and other.code == 997, other.body
+            assert Transaction.objects.filter(merchant_reference=order).count() == 1
+            assert AccountCharge.objects.filter(order_id=order).count() == 1
+            authorized = sandbox_authorizations(first, second)
+            assert len(authorized) == len(asked) + 1 and authorized.count(paid.data["transactionID"]) == 1
+            asked = authorized
+    finally:
+        for client in (a, b):
+            client.close()
         assert first.stop() == 0 and second.stop() == 0
