@@ -254,7 +254,7 @@ def _txn_insert(txn: Transaction) -> None:
 def payment_currency(merchant: Merchant, currency: str | None) -> str:
     """The currency of a payment to ``merchant``: its own, the only one it is paid in
     (limits, refunds and reports are in it). Every door that names a currency is held to it."""
-    if currency is not None and currency != merchant.currency:
+    if currency and currency != merchant.currency:  # None or "": the door named none
         raise NotTheMerchantsCurrency(currency, merchant.currency)
     return merchant.currency
 
