@@ -41,6 +41,25 @@ def terminal(db):  # type: ignore[no-untyped-def]
     return TerminalFactory()
 
 
+@pytest.fixture
+def celery_processes():  # type: ignore[no-untyped-def]
+    """Start real ``celery worker`` / ``beat`` processes (tests/support/workers.py); all
+    are stopped after the test. Here, not in tests/celery: the SET gateway's kill test
+    runs the resolver in them too."""
+    from tests.support.workers import CeleryProcess
+
+    started: list[CeleryProcess] = []
+
+    def start(kind: str = "worker", *, env: dict[str, str] | None = None, name: str = "w1") -> CeleryProcess:
+        process = CeleryProcess(kind, env=env, name=f"{name}-{len(started)}")
+        started.append(process)
+        return process.wait_ready()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _remove_this_runs_embedded_broker():  # type: ignore[no-untyped-def]
     """The embedded broker's folder and the sandbox ledger of this test run

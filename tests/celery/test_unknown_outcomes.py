@@ -22,18 +22,12 @@ from payments.states import EventType, PaymentMethod, TransactionStatus
 from tests.factories import MerchantFactory, TerminalFactory
 from tests.support.http_servers import MerchantServer
 from tests.support.listener_process import ListenerProcess
-from tests.support.workers import wait_until
+from tests.support.workers import RESOLVER_ENV, wait_until
 from tests.terminals.conftest import LineClient
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shipped_defaults")]
 
 HAPPY = "4242424242424242"
-# The resolver's processes: short deadline, short wait, beat every second.
-RESOLVER_ENV = {
-    "ACQUIRER_TIMEOUT_SECONDS": "2",
-    "PAYMENTS_RESOLVE_AFTER_SECONDS": "3",
-    "PAYMENTS_RESOLVE_SWEEP_SECONDS": "1",
-}
 
 
 @pytest.fixture

@@ -4,13 +4,16 @@ It announces both ports, serves, and on SIGTERM sends close, lets answers
 out, waits for close-reply and exits 0 (one process, and two sharing the
 ports). And merchants reconnect: the gateway is killed while 16 connections
 have 8 requests each outstanding, started again, and the clients resend
-with the same ids: nothing is authorized twice, every request gets its answer.
+with the same ids: nothing is authorized twice, every request gets its answer
+(the payments the killed process left with the acquirer are settled by the
+core's resolver in real Celery beat and worker processes, as in production).
 """
 from __future__ import annotations
 
 import asyncio
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -22,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 
-from payments import services
 from payments.models import Transaction
+from payments.states import TransactionStatus
 from setgateway import framing, payload
 from setgateway.client import SetClient
 from setgateway.payload import AuthRes, ErrorMsg, InqReq
+from tests.support.workers import RESOLVER_ENV, wait_until
 from tests.terminals.test_listener_lifecycle import database_url
 
 from .conftest import EXPIRY, HAPPY_VISA, Raw, SetMerchant
@@ -149,16 +154,38 @@ def test_two_workers_share_the_ports(gateways, shop) -> None:  # type: ignore[no
     assert gateway.process.wait(30) == 0, "".join(gateway.stderr)[-3000:]
 
 
-def test_killed_with_requests_outstanding_restarted_and_every_request_answered_once(gateways, shop,
-                                                                                   settings) -> None:  # type: ignore[no-untyped-def]
+# The resolver's log line for each lost answer it settled (payments/services/reconciliation.py).
+SETTLED = re.compile(r"transaction (\d+): lost \w+ settled by inquiry \(acquirer: \w+\) -> (\w+)")
+
+
+def test_killed_with_requests_outstanding_restarted_and_every_request_answered_once(  # type: ignore[no-untyped-def]
+    gateways, shop, celery_processes
+) -> None:
     port, diag_port = free_port(), free_port()
-    env = {"PAYMENTS_ACQUIRER": SLOW, "SLOW_ACQUIRER_SECONDS": "0.3",
+    # One environment for every process: the gateways and the resolver's Celery worker ask the
+    # same (slow) acquirer, whose ledger is this test run's file (SANDBOX_ACQUIRER_LEDGER,
+    # config/settings/test.py, inherited through GATEWAY_TEST_RUN): an inquiry finds what the
+    # killed process sent. The acquirer deadline (2 s) is shorter than the resolver's wait
+    # (3 s), so a request still at the acquirer is never overtaken.
+    env = {"PAYMENTS_ACQUIRER": SLOW, "SLOW_ACQUIRER_SECONDS": "0.3", **RESOLVER_ENV,
            # A request of the killed process holds its ids for 2 s; repeats then take it over.
            "SET_REQUEST_LEASE_SECONDS": "2", "SET_REPEAT_WAIT_SECONDS": "3"}
-    settings.PAYMENTS_RESOLVE_AFTER_SECONDS = settings.ACQUIRER_TIMEOUT_SECONDS + 1
+    ledger = Path(settings.SANDBOX_ACQUIRER_LEDGER)
+    ledger_start = ledger.stat().st_size if ledger.exists() else 0  # what earlier tests of this run wrote
+    worker = celery_processes("worker", env=env)  # on the test database and broker (tests/support/workers.py)
+    celery_processes("beat", env=env)
     first = gateways(port=port, diag_port=diag_port, **env)
     connections, per_connection = 16, 8
     resends: list[int] = [0]
+    left_processing: set[int] = set()
+
+    def processing() -> set[int]:
+        from django.db import connection
+
+        try:
+            return set(Transaction.objects.filter(status=TransactionStatus.PROCESSING).values_list("pk", flat=True))
+        finally:
+            connection.close()  # this thread's own connection
 
     async def merchants() -> dict[str, payload.Response]:
         clients = [SetClient("127.0.0.1", port, transport_id=shop.transport_id, secret=shop.secret, timeout=90)
@@ -166,14 +193,16 @@ def test_killed_with_requests_outstanding_restarted_and_every_request_answered_o
         await asyncio.gather(*(client.connect() for client in clients))
 
         async def until_answered(client: SetClient, trans_id: str, amount: Decimal) -> payload.Response:
+            give_up = time.monotonic() + 60  # settled within seconds of the kill when the worker runs
             while True:  # a merchant's loop: "in progress" is asked again later, with the same ids
                 answer = await client.authorize(trans_id, pan=HAPPY_VISA, expiry=EXPIRY, amount=amount, capture=True)
                 if not (isinstance(answer, ErrorMsg) and answer.code == payload.INTERNAL):
                     return answer
+                if time.monotonic() > give_up:
+                    raise AssertionError(f"{trans_id} still unanswered ({answer.reason}); the worker:\n{worker.log()}")
                 resends[0] += 1
-                # Killed while the acquirer was asked: the core's resolver settles it
-                # (Celery beat in production), here called as beat would.
-                await asyncio.to_thread(services.payments_resolve_unknown)
+                # Killed while the acquirer was asked: the core's resolver (beat and worker)
+                # settles it; until then the answer is "in progress".
                 await asyncio.sleep(1)
 
         jobs = {
@@ -188,6 +217,8 @@ def test_killed_with_requests_outstanding_restarted_and_every_request_answered_o
         first.process.kill()
         first.process.wait(10)
         assert answered_before < len(jobs)
+        # Left with the acquirer by the dead process (none settled yet: they are younger than 3 s).
+        left_processing.update(await asyncio.to_thread(processing))
         await asyncio.to_thread(gateways, port=port, diag_port=diag_port, **env)  # the same ports
         answers = dict(zip(jobs, await asyncio.gather(*jobs.values())))
         assert all(client.connections >= 2 for client in clients)  # every merchant reconnected
@@ -209,3 +240,31 @@ def test_killed_with_requests_outstanding_restarted_and_every_request_answered_o
                                            ("declined", "declined")), (ref, answer, status)
         assert status == "captured" or code
     assert sum(a.status == "approved" for a in answers.values()) >= len(answers) - 16
+    # Settled by the resolver in the Celery worker (nothing in this process runs it): every
+    # payment not captured, each one the worker's log names, with the status it recorded;
+    # among them all that the killed process left with the acquirer. (How many were left
+    # depends on where the kill lands: none, if no request was at the acquirer just then.)
+    resolved = {pk: status for pk, status, _ in stored.values() if status != "captured"}
+    assert left_processing <= set(resolved), (left_processing, resolved)
+
+    def settled() -> dict[int, str]:
+        return {int(pk): status for pk, status in SETTLED.findall("".join(worker.output))}
+
+    # Beat's schedule reached the worker on this run's queue (every second), whatever the kill left.
+    worker.wait_for_output("Task payments.tasks.resolve_unknown_outcomes[")
+    wait_until(lambda: set(settled()) >= set(resolved), timeout=30,
+               message=f"the worker did not log settling {sorted(resolved)}:\n{worker.log()}")
+    assert settled() == resolved, worker.log()
+    # And at the acquirer, through the ledger the processes share: the worker reversed each one;
+    # one the killed process left is voided exactly when that process's authorization is there.
+    # (Not for an id that earlier tests of this run wrote to the ledger too: SQLite reuses the
+    # ids of a rolled-back test, and the sandbox then answers from the older line.)
+    text = ledger.read_bytes()
+
+    def kinds(part: bytes, pk: int) -> list[str]:
+        return [line.split(" ")[0] for line in part.decode().splitlines() if line.split(" ")[1:2] == [str(pk)]]
+
+    for pk, status in resolved.items():
+        assert "R" in kinds(text[ledger_start:], pk), (pk, status, kinds(text, pk))
+        if pk in left_processing and not kinds(text[:ledger_start], pk):
+            assert ("A" in kinds(text[ledger_start:], pk)) == (status == "voided"), (pk, status, kinds(text, pk))

@@ -17,6 +17,16 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# The resolver's processes (payments.tasks.resolve_unknown_outcomes): a short acquirer
+# deadline, a short wait before a processing row counts as lost (longer than the
+# deadline, as the settings require), beat every second.
+RESOLVER_ENV = {
+    "ACQUIRER_TIMEOUT_SECONDS": "2",
+    "PAYMENTS_RESOLVE_AFTER_SECONDS": "3",
+    "PAYMENTS_RESOLVE_SWEEP_SECONDS": "1",
+}
+
+
 def database_url_for_workers() -> str:
     """The URL of the database the tests run on (pytest-django's test database)."""
     db = connection.settings_dict
