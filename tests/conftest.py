@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.db import connection
 
@@ -76,6 +78,22 @@ def _remove_this_runs_embedded_broker():  # type: ignore[no-untyped-def]
     ledger = Path(settings.SANDBOX_ACQUIRER_LEDGER)  # the sandbox acquirer's, of this run
     if "test-runs" in ledger.parts:
         shutil.rmtree(ledger.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def own_sandbox_ledger(tmp_path, settings, monkeypatch):  # type: ignore[no-untyped-def]
+    """A sandbox ledger of this test alone, for this process and the processes it starts
+    (listeners, gateways, Celery workers inherit the environment). The run's shared ledger
+    would answer an inquiry about transaction 7 with an earlier test's transaction 7:
+    SQLite numbers transactions from 1 again after each rolled-back test."""
+    from payments.acquirers.base import _load
+
+    path = str(tmp_path / "sandbox-acquirer.ledger")
+    settings.SANDBOX_ACQUIRER_LEDGER = path
+    monkeypatch.setenv("SANDBOX_ACQUIRER_LEDGER", path)
+    _load.cache_clear()  # the in-process acquirer opens the new ledger
+    yield Path(path)
+    _load.cache_clear()
 
 
 def _transactional(request) -> bool:  # type: ignore[no-untyped-def]

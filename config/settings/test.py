@@ -32,5 +32,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 # The sandbox acquirer's ledger of this test run: every test database numbers
 # transactions from 1 again, so a ledger shared with earlier runs would answer
 # an inquiry with another run's payment. Workers and listeners started by the
-# tests share it (same GATEWAY_TEST_RUN).
-SANDBOX_ACQUIRER_LEDGER = str(_VAR_DIR / "test-runs" / GATEWAY_TEST_RUN / "sandbox-acquirer.ledger")
+# tests share it (same GATEWAY_TEST_RUN). Within a run, SQLite numbers
+# transactions from 1 again after each rolled-back test: a test whose
+# processes inquire gives them a ledger of its own through the environment
+# (the own_sandbox_ledger fixture, tests/conftest.py).
+SANDBOX_ACQUIRER_LEDGER = _os.environ.get("SANDBOX_ACQUIRER_LEDGER") or str(
+    _VAR_DIR / "test-runs" / GATEWAY_TEST_RUN / "sandbox-acquirer.ledger"
+)

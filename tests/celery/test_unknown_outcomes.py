@@ -58,6 +58,12 @@ def listeners():  # type: ignore[no-untyped-def]
         process.kill()
 
 
+@pytest.fixture(autouse=True)
+def _ledger_of_this_test(own_sandbox_ledger):  # type: ignore[no-untyped-def]
+    """The listener, the worker and this process share a ledger no other test wrote."""
+    return own_sandbox_ledger
+
+
 def ledger() -> list[str]:
     path = Path(settings.SANDBOX_ACQUIRER_LEDGER)
     return path.read_text().splitlines() if path.exists() else []

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 
 from payments.models import Transaction
 from payments.states import TransactionStatus
@@ -159,19 +158,19 @@ SETTLED = re.compile(r"transaction (\d+): lost \w+ settled by inquiry \(acquirer
 
 
 def test_killed_with_requests_outstanding_restarted_and_every_request_answered_once(  # type: ignore[no-untyped-def]
-    gateways, shop, celery_processes
+    gateways, shop, celery_processes, own_sandbox_ledger
 ) -> None:
     port, diag_port = free_port(), free_port()
     # One environment for every process: the gateways and the resolver's Celery worker ask the
-    # same (slow) acquirer, whose ledger is this test run's file (SANDBOX_ACQUIRER_LEDGER,
-    # config/settings/test.py, inherited through GATEWAY_TEST_RUN): an inquiry finds what the
-    # killed process sent. The acquirer deadline (2 s) is shorter than the resolver's wait
+    # same (slow) acquirer, whose ledger is this test's own file (own_sandbox_ledger: through
+    # SANDBOX_ACQUIRER_LEDGER in the environment): an inquiry finds what the killed process sent,
+    # and nothing an earlier test wrote under a reused transaction id. The acquirer deadline (2 s) is shorter than the resolver's wait
     # (3 s), so a request still at the acquirer is never overtaken.
     env = {"PAYMENTS_ACQUIRER": SLOW, "SLOW_ACQUIRER_SECONDS": "0.3", **RESOLVER_ENV,
            # A request of the killed process holds its ids for 2 s; repeats then take it over.
            "SET_REQUEST_LEASE_SECONDS": "2", "SET_REPEAT_WAIT_SECONDS": "3"}
-    ledger = Path(settings.SANDBOX_ACQUIRER_LEDGER)
-    ledger_start = ledger.stat().st_size if ledger.exists() else 0  # what earlier tests of this run wrote
+    ledger = own_sandbox_ledger
+    ledger_start = 0  # the ledger is this test's: everything in it is this test's
     worker = celery_processes("worker", env=env)  # on the test database and broker (tests/support/workers.py)
     celery_processes("beat", env=env)
     first = gateways(port=port, diag_port=diag_port, **env)
