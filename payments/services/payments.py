@@ -193,6 +193,7 @@ def sale_decide(txn: Transaction, draft: SaleDraft, facts: RuleFacts, *, amount:
     """The sale's rules on the database's facts; fills ``txn`` as ``processing``
     (amount, card) and returns the card number to send, or raises the rule's error."""
     if isinstance(draft, str):
+        txn.check_number = draft  # a well-formed check's number, kept on a declined attempt too: staff see it
         txn.check_number, txn.amount = check_decide(draft, facts, amount=amount, currency=txn.currency)
         pan = ""
     else:

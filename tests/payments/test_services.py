@@ -571,6 +571,7 @@ def test_check_refusals_are_recorded(terminal) -> None:  # type: ignore[no-untyp
         pay_check(terminal, issue(terminal, PaymentMethod.CHECK), check_number="00000000AAA")
     txn = Transaction.objects.get(pk=info.value.transaction_id)
     assert txn.status == TransactionStatus.DECLINED and txn.failure_code == "check_banned"
+    assert txn.check_number == "00000000AAA"  # staff see which check was refused
 
 
 def all_stored_text() -> str:

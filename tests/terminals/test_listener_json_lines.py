@@ -211,6 +211,8 @@ def test_error_101_card_banned_and_bin_banned(client: LineClient) -> None:
 def test_error_102_check_banned(client: LineClient) -> None:
     token = client.token("CHECK")
     assert client.request("/payment/check", check(token, check_number="00000000AAA")) == error(102, "Check banned")
+    declined = Transaction.objects.get(token__value=token)  # on either database path
+    assert (declined.status, declined.check_number) == (TransactionStatus.DECLINED, "00000000AAA")
 
 
 @pytest.mark.parametrize("pin", ["12a4", "123", "12345", "1234", "0000", "9999"])
