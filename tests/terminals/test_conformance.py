@@ -496,7 +496,7 @@ def test_every_error_code_in_the_contracts_order(  # noqa: PLR0915 - one script,
                   error(105, "Invalid check_number"), None)
     for number in (BANNED_CHECK, BANNED_CHECK.lower()):  # check numbers are compared upper case
         refused_check(f"banned check {number}", check(t_check, check_number=number), error(102, "Check banned"),
-                      {"method": "check", "failure_code": "check_banned"})
+                      {"method": "check", "failure_code": "check_banned", "check_number": BANNED_CHECK})
     refused_check("banned check, amount -1", check(t_check, check_number=BANNED_CHECK, amount="-1"),
                   error(102, "Check banned"), None)
     refused_check("check amount", check(t_check, amount="20.001"), INVALID_AMOUNT, None)
