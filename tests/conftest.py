@@ -81,6 +81,20 @@ def _remove_this_runs_embedded_broker():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def keep_the_test_connection():  # type: ignore[no-untyped-def]
+    """As Django's test client does: a request through the WSGI handler must not close
+    the test's database connection (it holds the test's transaction)."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
 def own_sandbox_ledger(tmp_path, settings, monkeypatch):  # type: ignore[no-untyped-def]
     """A sandbox ledger of this test alone, for this process and the processes it starts
     (listeners, gateways, Celery workers inherit the environment). The run's shared ledger

@@ -166,22 +166,7 @@ def test_iotp_pays_1200_yen_and_writes_it_without_decimals(
 
 
 @pytest.fixture
-def _keep_the_test_connection() -> Iterator[None]:
-    """As tests/secure_api/conftest.py does for its tests (its autouse fixture does not reach
-    this folder): a request through the WSGI handler must not close the test's connection,
-    which holds the test's transaction."""
-    from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections
-
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
-
-
-@pytest.fixture
-def api(yen_merchant: Merchant, _keep_the_test_connection: None) -> Iterator[SecureApiClient]:
+def api(yen_merchant: Merchant, keep_the_test_connection: None) -> Iterator[SecureApiClient]:
     client = wsgi_client(api_keys_issue(merchant=yen_merchant))
     yield client
     client.close()

@@ -25,17 +25,8 @@ def wsgi_client(keys: IssuedKeys, base_url: str = "http://testserver") -> Secure
 
 
 @pytest.fixture(autouse=True)
-def _keep_the_test_connection() -> Iterator[None]:
-    """As Django's test client does: a request must not close the test's database
-    connection (it holds the test's transaction)."""
-    from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections
-
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
+def _keep_the_test_connection(keep_the_test_connection: None) -> None:
+    """Every secure API test (tests/conftest.py's fixture)."""
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -166,79 +167,88 @@ def clients_of(keys, *servers: Gunicorn) -> list[SecureApiClient]:  # type: igno
                             timeout=60) for server in servers]
 
 
-def test_an_idempotency_key_repeated_on_another_server_replays_the_first_answer_and_charges_once(
-    tmp_path, shipped_defaults
-) -> None:  # type: ignore[no-untyped-def]
-    """The records are in the database, not in a process: server B refuses the key
-    of a charge answered by server A with another body, and a repeat on B (same
-    Idempotency-Key and orderID, signed again: a new nonce) gets A's answer; the
-    acquirer is asked once. A per-process store would have B charge again, or
-    answer afresh (the core's own orderID check then spares the card, not the answer)."""
+@dataclass
+class TwoServers:
+    """Two gunicorn servers on one database (as behind one load balancer), a client
+    of each with the same merchant's keys, and an account with a card on file."""
+
+    first: Gunicorn
+    second: Gunicorn
+    a: SecureApiClient
+    b: SecureApiClient
+    card: dict[str, object]
+    path: str  # the account's charges
+
+
+@pytest.fixture
+def two_servers(tmp_path, shipped_defaults) -> Iterator[TwoServers]:  # type: ignore[no-untyped-def]
     first, second = Gunicorn(tmp_path / "a", workers=1), Gunicorn(tmp_path / "b", workers=1)
     a, b = clients_of(api_keys_issue(merchant=MerchantFactory(currency="EUR", allowed_ips=[])), first, second)
     try:
         account = a.post("/account", {"name": "Ada"}).data
         card = a.post(f"/account/{account['uuid']}/paymentinfo", card_body()).data
-        path = f"/billing/{account['uuid']}/transaction"
-        paid, paid_bytes = raw_post(a, path, charge_body(card, order="ord-two-servers"), key="charge-two-servers")
-        assert paid.status == 200, paid.body
-        asked = sandbox_authorizations(first, second)
-        # First on B, before B has answered anything under the key: it knows it only from A's record.
-        other = b.post(path, charge_body(card, order="ord-two-servers", amount=11),
-                       idempotency_key="charge-two-servers")
-        assert other.status == 400 and other.code == 997 and other.error["detail"].startswith("Idempotency-Key: ")
-        again, again_bytes = raw_post(b, path, charge_body(card, order="ord-two-servers"), key="charge-two-servers")
-        assert again_bytes == paid_bytes and again.replayed and not paid.replayed
-        # The orderID alone is a key of its own, stored by A with the same answer.
-        by_order, by_order_bytes = raw_post(b, path, charge_body(card, order="ord-two-servers"))
-        assert by_order_bytes == paid_bytes and by_order.replayed
-        charged = paid.data["transactionID"]
-        assert Transaction.objects.filter(merchant_reference="ord-two-servers").count() == 1
-        assert AccountCharge.objects.filter(order_id="ord-two-servers").count() == 1
-        # Neither repeat reached the acquirer, on either server.
-        assert sandbox_authorizations(first, second) == asked and asked.count(charged) == 1
+        yield TwoServers(first, second, a, b, card, f"/billing/{account['uuid']}/transaction")
     finally:
         for client in (a, b):
             client.close()
         assert first.stop() == 0 and second.stop() == 0
 
 
-def test_an_idempotency_key_sent_to_two_servers_at_once_charges_once(
-    tmp_path, shipped_defaults
-) -> None:  # type: ignore[no-untyped-def]
+def test_an_idempotency_key_repeated_on_another_server_replays_the_first_answer_and_charges_once(
+    two_servers: TwoServers,
+) -> None:
+    """The records are in the database, not in a process: server B refuses the key
+    of a charge answered by server A with another body, and a repeat on B (same
+    Idempotency-Key and orderID, signed again: a new nonce) gets A's answer; the
+    acquirer is asked once. A per-process store would have B charge again, or
+    answer afresh (the core's own orderID check then spares the card, not the answer)."""
+    first, second, a, b, card, path = (two_servers.first, two_servers.second, two_servers.a, two_servers.b,
+                                       two_servers.card, two_servers.path)
+    paid, paid_bytes = raw_post(a, path, charge_body(card, order="ord-two-servers"), key="charge-two-servers")
+    assert paid.status == 200, paid.body
+    asked = sandbox_authorizations(first, second)
+    # First on B, before B has answered anything under the key: it knows it only from A's record.
+    other = b.post(path, charge_body(card, order="ord-two-servers", amount=11),
+                   idempotency_key="charge-two-servers")
+    assert other.status == 400 and other.code == 997 and other.error["detail"].startswith("Idempotency-Key: ")
+    again, again_bytes = raw_post(b, path, charge_body(card, order="ord-two-servers"), key="charge-two-servers")
+    assert again_bytes == paid_bytes and again.replayed and not paid.replayed
+    # The orderID alone is a key of its own, stored by A with the same answer.
+    by_order, by_order_bytes = raw_post(b, path, charge_body(card, order="ord-two-servers"))
+    assert by_order_bytes == paid_bytes and by_order.replayed
+    charged = paid.data["transactionID"]
+    assert Transaction.objects.filter(merchant_reference="ord-two-servers").count() == 1
+    assert AccountCharge.objects.filter(order_id="ord-two-servers").count() == 1
+    # Neither repeat reached the acquirer, on either server.
+    assert sandbox_authorizations(first, second) == asked and asked.count(charged) == 1
+
+
+def test_an_idempotency_key_sent_to_two_servers_at_once_charges_once(two_servers: TwoServers) -> None:
     """The same charge sent to both servers at the same instant, a few times (each
     time a new key and orderID): one of them claims the key (an INSERT in the
     shared database), the other gets 409 while it runs or its answer once it is
     stored, never a second charge. Both outcomes are right (which one comes is
     timing), so the race cannot flake; both are seen, on PostgreSQL and on SQLite
     (whose writers in other processes wait for the lock, never fail)."""
-    first, second = Gunicorn(tmp_path / "a", workers=1), Gunicorn(tmp_path / "b", workers=1)
-    a, b = clients_of(api_keys_issue(merchant=MerchantFactory(currency="EUR", allowed_ips=[])), first, second)
-    try:
-        account = a.post("/account", {"name": "Ada"}).data
-        card = a.post(f"/account/{account['uuid']}/paymentinfo", card_body()).data
-        path = f"/billing/{account['uuid']}/transaction"
-        asked = sandbox_authorizations(first, second)
-        for round_ in range(5):
-            order, key = f"ord-at-once-{round_}", f"charge-at-once-{round_}"
-            results = run_at_once([lambda c=c, o=order, k=key: raw_post(c, path, charge_body(card, order=o), key=k)
-                                   for c in (a, b)])
-            assert not [r for r in results if isinstance(r, BaseException)], results
-            # The first answer first: exactly one; the other is its replay, or "still running".
-            (paid, paid_bytes), (other, other_bytes) = sorted(
-                cast(list[tuple[Answer, bytes]], results), key=lambda pair: pair[0].replayed or pair[0].status != 200
-            )
-            assert paid.status == 200 and not paid.replayed, paid.body
-            if other.status == 200:
-                assert other_bytes == paid_bytes and other.replayed and not paid.replayed
-            else:
-                assert other.status == 409 and other.code == 997, other.body
-            assert Transaction.objects.filter(merchant_reference=order).count() == 1
-            assert AccountCharge.objects.filter(order_id=order).count() == 1
-            authorized = sandbox_authorizations(first, second)
-            assert len(authorized) == len(asked) + 1 and authorized.count(paid.data["transactionID"]) == 1
-            asked = authorized
-    finally:
-        for client in (a, b):
-            client.close()
-        assert first.stop() == 0 and second.stop() == 0
+    first, second, a, b, card, path = (two_servers.first, two_servers.second, two_servers.a, two_servers.b,
+                                       two_servers.card, two_servers.path)
+    asked = sandbox_authorizations(first, second)
+    for round_ in range(5):
+        order, key = f"ord-at-once-{round_}", f"charge-at-once-{round_}"
+        results = run_at_once([lambda c=c, o=order, k=key: raw_post(c, path, charge_body(card, order=o), key=k)
+                               for c in (a, b)])
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        # The first answer first: exactly one; the other is its replay, or "still running".
+        (paid, paid_bytes), (other, other_bytes) = sorted(
+            cast(list[tuple[Answer, bytes]], results), key=lambda pair: pair[0].replayed or pair[0].status != 200
+        )
+        assert paid.status == 200 and not paid.replayed, paid.body
+        if other.status == 200:
+            assert other_bytes == paid_bytes and other.replayed and not paid.replayed
+        else:
+            assert other.status == 409 and other.code == 997, other.body
+        assert Transaction.objects.filter(merchant_reference=order).count() == 1
+        assert AccountCharge.objects.filter(order_id=order).count() == 1
+        authorized = sandbox_authorizations(first, second)
+        assert len(authorized) == len(asked) + 1 and authorized.count(paid.data["transactionID"]) == 1
+        asked = authorized
